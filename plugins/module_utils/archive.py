@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Open any image archive as images; save images as an archive, atomically.
+
+``open_archive`` takes a tar file (plain, gzip, zstd, xz or bzip2) or an OCI
+layout directory and gives the images it holds, whichever tool wrote it.
+``save_archive`` writes images to a path through a temp file beside it that
+is fsynced and renamed, so the old file stays whole until the new one is.
+"""
+
+import os
+
+from .atomic import atomic_file
+
+from .digest import HashingWriter
+from .compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
+from .docker_archive import read_docker_archive, write_docker_archive
+from .errors import ArchiveError, ImageError
+from .oci_layout import read_layout_images, write_oci_archive
+from .safetar import DirSource, open_source
+
+DOCKER_ARCHIVE = "docker-archive"
+OCI_ARCHIVE = "oci-archive"
+OCI_DIR = "oci-dir"
+FORMATS = (DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR)
+COMPRESSIONS = (NONE, GZIP, ZSTD)
+
+
+class Archive:
+    """The images of one archive, and what kind of archive it is.
+
+    Layers are read lazily from the archive, so keep it open (``with``) while
+    using them.
+    """
+
+    def __init__(self, path, platform=None):
+        self.path = path
+        self.source = open_source(path)
+        try:
+            self.format, self.images = _read(self.source, platform)
+        except Exception:
+            self.source.close()
+            raise
+        self.compression = self.source.compression
+        self.directory = os.path.isdir(path)
+
+    def close(self):
+        self.source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def summary(self):
+        return {
+            "path": self.path,
+            "format": self.format,
+            "compression": self.compression,
+            "images": [image.summary() for image in self.images],
+        }
+
+
+def open_archive(path, platform=None):
+    return Archive(path, platform)
+
+
+def _read(source, platform):
+    if source.exists("manifest.json"):
+        flavour = DOCKER_ARCHIVE
+        if source.exists("index.json") and source.exists("oci-layout"):
+            flavour = DOCKER_ARCHIVE + "+oci"
+        return flavour, read_docker_archive(source)
+    if source.exists("index.json"):
+        return (OCI_DIR if isinstance(source, DirSource) else OCI_ARCHIVE,
+                read_layout_images(source, platform))
+    raise ArchiveError("%s: not an image archive: it has neither manifest.json (docker save) nor index.json (OCI layout); "
+                       "a root filesystem tarball is loaded with `docker import`, not as an image archive" % source.label)
+
+
+class SaveResult:
+    def __init__(self, path, size, sha256, compressor):
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.compressor = compressor
+
+
+def save_archive(images, dest, archive_format=DOCKER_ARCHIVE, compression=NONE, level=None, omit_layers=()):
+    """Write ``images`` to ``dest`` atomically; returns a SaveResult (size and sha256 of the file)."""
+    if archive_format not in (DOCKER_ARCHIVE, OCI_ARCHIVE):
+        raise ImageError("save_archive writes %s or %s; use the OCI layout store for %s" % (DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR))
+    folder = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(folder):
+        raise ImageError("cannot write %s: directory %s does not exist" % (dest, folder))
+    with atomic_file(dest) as out:
+        hashing = HashingWriter(out)
+        writer = open_compressing_writer(hashing, compression, level)
+        if archive_format == DOCKER_ARCHIVE:
+            write_docker_archive(images, writer, omit_layers)
+        else:
+            write_oci_archive(images, writer, omit_layers)
+        writer.close()
+    return SaveResult(dest, hashing.count, hashing.digest, compressor_name(compression))

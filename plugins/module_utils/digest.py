@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Digests, ChainIDs and streams that hash what flows through them."""
+
+import hashlib
+import io
+import re
+
+from .errors import ArchiveError, DigestMismatchError
+
+CHUNK_SIZE = 1024 * 1024
+ALGORITHMS = {"sha256": 64, "sha512": 128}
+_DIGEST_RE = re.compile(r"^(sha256|sha512):([0-9a-f]+)$")
+
+
+def sha256_digest(data):
+    """``sha256:<hex>`` of a bytes object."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def is_digest(text):
+    match = _DIGEST_RE.match(text or "")
+    return bool(match) and len(match.group(2)) == ALGORITHMS[match.group(1)]
+
+
+def check_digest(text, what):
+    """Return ``text`` if it is a well-formed digest, else raise naming ``what``."""
+    if not isinstance(text, str) or not is_digest(text):
+        raise ArchiveError("%s: %r is not a valid digest (expected sha256:<64 lowercase hex>)" % (what, text))
+    return text
+
+
+def digest_hex(digest):
+    return digest.split(":", 1)[1]
+
+
+def chain_ids(diff_ids):
+    """ChainIDs of a layer stack, computed as Docker's ``identity.ChainID`` does."""
+    chain = []
+    for diff_id in diff_ids:
+        if not chain:
+            chain.append(diff_id)
+        else:
+            chain.append(sha256_digest((chain[-1] + " " + diff_id).encode("ascii")))
+    return chain
+
+
+def new_hasher(digest):
+    return hashlib.new(digest.split(":", 1)[0])
+
+
+class HashingReader(io.RawIOBase):
+    """Reads from ``stream`` while hashing and counting every byte."""
+
+    def __init__(self, stream, algorithm="sha256"):
+        super().__init__()
+        self._stream = stream
+        self.hasher = hashlib.new(algorithm)
+        self.algorithm = algorithm
+        self.count = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self._stream.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self.hasher.update(data)
+        self.count += size
+        return size
+
+    def read(self, size=-1):
+        data = self._stream.read(size)
+        self.hasher.update(data)
+        self.count += len(data)
+        return data
+
+    @property
+    def digest(self):
+        return "%s:%s" % (self.algorithm, self.hasher.hexdigest())
+
+    def close(self):
+        if not self.closed:
+            self._stream.close()
+        super().close()
+
+
+class HashingWriter:
+    """Writes to ``sink`` while hashing and counting every byte."""
+
+    def __init__(self, sink, algorithm="sha256"):
+        self._sink = sink
+        self.hasher = hashlib.new(algorithm)
+        self.algorithm = algorithm
+        self.count = 0
+
+    def write(self, data):
+        self._sink.write(data)
+        self.hasher.update(data)
+        self.count += len(data)
+        return len(data)
+
+    def flush(self):
+        self._sink.flush()
+
+    @property
+    def digest(self):
+        return "%s:%s" % (self.algorithm, self.hasher.hexdigest())
+
+
+class VerifyingReader(io.RawIOBase):
+    """Hashes a stream and, when it ends, checks its digest (and size, if known).
+
+    ``what`` names the content in the error, e.g. ``layer 2 of busybox:latest``.
+    Extra checks (``at_end``) run once at the end of the stream; they let the
+    caller verify a second digest, e.g. the compressed blob under a DiffID.
+    """
+
+    def __init__(self, stream, expected_digest, what, expected_size=None, at_end=None):
+        super().__init__()
+        self._reader = HashingReader(stream, expected_digest.split(":", 1)[0])
+        self._expected = expected_digest
+        self._expected_size = expected_size
+        self.what = what
+        self._at_end = at_end
+        self._done = False
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def read(self, size=-1):
+        data = self._reader.read(size)
+        if (not data and size != 0) or size is None or size < 0:
+            self._finish()
+        return data
+
+    def readall(self):
+        return self.read(-1)
+
+    @property
+    def count(self):
+        return self._reader.count
+
+    def _finish(self):
+        if self._done:
+            return
+        self._done = True
+        if self._expected_size is not None and self._reader.count != self._expected_size:
+            raise DigestMismatchError("%s: size mismatch: expected %d bytes, got %d (truncated or corrupt)"
+                                      % (self.what, self._expected_size, self._reader.count))
+        actual = self._reader.digest
+        if actual != self._expected:
+            raise DigestMismatchError("%s: digest mismatch: expected %s, got %s (corrupt or tampered content)"
+                                      % (self.what, self._expected, actual))
+        if self._at_end is not None:
+            self._at_end()
+
+    def close(self):
+        if not self.closed:
+            self._reader.close()
+        super().close()
+
+
+def drain(stream, sink=None):
+    """Read ``stream`` to its end (feeding ``sink.write`` if given); return the byte count."""
+    total = 0
+    while True:
+        chunk = stream.read(CHUNK_SIZE)
+        if not chunk:
+            return total
+        total += len(chunk)
+        if sink is not None:
+            sink.write(chunk)

@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""HTTP over a unix socket for ``requests`` (Docker and Podman API sockets)."""
+
+import socket
+
+try:
+    import requests
+    import requests.adapters
+    import urllib3.connection
+    import urllib3.connectionpool
+except ImportError:  # pragma: no cover - reported by the store that needs it
+    requests = None
+
+UNIX_BASE_URL = "http://docker.socket"
+
+
+def requests_missing():
+    return requests is None
+
+
+if requests is not None:
+
+    class _UnixConnection(urllib3.connection.HTTPConnection):
+        def __init__(self, socket_path, timeout):
+            super().__init__("localhost", timeout=timeout)
+            self.socket_path = socket_path
+
+        def connect(self):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout if isinstance(self.timeout, (int, float)) else None)
+            try:
+                sock.connect(self.socket_path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    class _UnixPool(urllib3.connectionpool.HTTPConnectionPool):
+        def __init__(self, socket_path, timeout):
+            super().__init__("localhost", timeout=timeout, maxsize=4)
+            self.socket_path = socket_path
+
+        def _new_conn(self):
+            return _UnixConnection(self.socket_path, self.timeout.connect_timeout)
+
+    class UnixAdapter(requests.adapters.HTTPAdapter):
+        """Sends every request of the session to one unix socket."""
+
+        def __init__(self, socket_path, connect_timeout):
+            super().__init__()
+            self._pool = _UnixPool(socket_path, urllib3.util.Timeout(connect=connect_timeout, read=None))
+
+        def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+            return self._pool
+
+        def get_connection(self, url, proxies=None):
+            return self._pool
+
+        def request_url(self, request, proxies):
+            return request.path_url
+
+        def close(self):
+            self._pool.close()
+            super().close()

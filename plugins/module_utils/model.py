@@ -1,0 +1,177 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one image model every reader produces and every writer and store consumes.
+
+An image is its config bytes (image ID = their sha256), its layers in order
+(each named by its DiffID, with a way to open the uncompressed tar stream)
+and the references it is known by. Nothing here does I/O of its own: layers
+are opened through the callable their reader gave them.
+"""
+
+import json
+
+from .compression import NONE, open_maybe_compressed
+from .digest import VerifyingReader, chain_ids, check_digest, drain, sha256_digest
+from .errors import ArchiveError, DigestMismatchError
+
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MANIFEST_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
+INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
+
+
+class Layer:
+    """One layer of an image.
+
+    ``open_blob`` returns the stored bytes (maybe compressed) or raises when the
+    blob is absent (a thin archive); ``blob_digest``/``blob_size`` are what the
+    source announced for those bytes, when it announced anything. ``size`` is
+    the uncompressed size when known without reading.
+    """
+
+    def __init__(self, diff_id, open_blob, media_type=MEDIA_OCI_LAYER, size=None,
+                 blob_digest=None, blob_size=None, available=None, what="layer"):
+        self.diff_id = check_digest(diff_id, what + " DiffID")
+        self.media_type = media_type
+        self.size = size
+        self.blob_digest = blob_digest
+        self.blob_size = blob_size
+        self.what = what
+        self._open_blob = open_blob
+        self._available = available
+
+    @property
+    def available(self):
+        """False when the archive does not carry this layer (a thin archive)."""
+        return self._available() if self._available is not None else True
+
+    def open_blob(self):
+        """The stored bytes, verified against ``blob_digest`` when the stream ends."""
+        raw = self._open_blob()
+        if self.blob_digest is None:
+            return raw
+        return VerifyingReader(raw, self.blob_digest, self.what + " blob", self.blob_size)
+
+    def measured_size(self):
+        """The uncompressed size, reading (and so verifying) the layer once when it is not known."""
+        if self.size is None:
+            with self.open() as stream:
+                self.size = drain(stream)
+        return self.size
+
+    def open(self):
+        """The uncompressed layer tar, verified against the DiffID when the stream ends."""
+        raw = self.open_blob()
+        stream, compression = open_maybe_compressed(raw, self.what)
+        at_end = None
+        if compression != NONE and isinstance(raw, VerifyingReader):
+            at_end = lambda: _finish_blob(raw)  # noqa: E731 - a compressed stream may stop before the blob's end
+        size = self.size if compression == NONE else None
+        return VerifyingReader(stream, self.diff_id, self.what, size, at_end=at_end)
+
+
+def _finish_blob(raw):
+    if raw.read(1):
+        raise DigestMismatchError("%s: data after the end of the compressed stream" % raw.what)
+
+
+class Image:
+    """An image: config bytes, layers in order, references."""
+
+    def __init__(self, config_bytes, layers, references=(), digests=(), what="image"):
+        self.config_bytes = bytes(config_bytes)
+        self.config = parse_config(self.config_bytes, what)
+        self.id = sha256_digest(self.config_bytes)
+        self.diff_ids = [check_digest(d, "%s config rootfs.diff_ids" % what) for d in self.config["rootfs"]["diff_ids"]]
+        self.layers = list(layers)
+        self.references = _unique(references)
+        self.digests = _unique(digests)
+        self.what = what
+        if len(self.layers) != len(self.diff_ids):
+            raise ArchiveError("%s: layers length mismatch: the config lists %d DiffIDs, the manifest %d layers"
+                               % (what, len(self.diff_ids), len(self.layers)))
+        for index, (layer, diff_id) in enumerate(zip(self.layers, self.diff_ids)):
+            if layer.diff_id != diff_id:
+                raise ArchiveError("%s: layer %d has DiffID %s, the config expects %s" % (what, index, layer.diff_id, diff_id))
+
+    @property
+    def chain_ids(self):
+        return chain_ids(self.diff_ids)
+
+    @property
+    def repo_tags(self):
+        """Tags in Docker's familiar form, as ``RepoTags`` lists them."""
+        return [ref.familiar() for ref in self.references if ref.tag]
+
+    @property
+    def os(self):
+        return self.config.get("os", "")
+
+    @property
+    def architecture(self):
+        return self.config.get("architecture", "")
+
+    @property
+    def variant(self):
+        return self.config.get("variant")
+
+    @property
+    def created(self):
+        return self.config.get("created")
+
+    @property
+    def size(self):
+        """Sum of the uncompressed layer sizes, or None when some are unknown without reading."""
+        sizes = [layer.size for layer in self.layers]
+        return None if None in sizes else sum(sizes)
+
+    def with_references(self, references):
+        """The same image known by other references (the layers are shared, not copied)."""
+        return Image(self.config_bytes, self.layers, references, self.digests, self.what)
+
+    def describe(self):
+        return self.repo_tags[0] if self.repo_tags else self.id[:19]
+
+    def summary(self):
+        return {
+            "id": self.id,
+            "repo_tags": self.repo_tags,
+            "diff_ids": list(self.diff_ids),
+            "size": self.size,
+            "os": self.os,
+            "architecture": self.architecture,
+            "created": self.created,
+        }
+
+
+def parse_config(config_bytes, what):
+    try:
+        config = json.loads(config_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ArchiveError("%s: image config is not valid JSON: %s" % (what, err)) from None
+    if not isinstance(config, dict):
+        raise ArchiveError("%s: image config is not a JSON object" % what)
+    rootfs = config.get("rootfs")
+    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
+        raise ArchiveError("%s: invalid image config: no rootfs.diff_ids" % what)
+    if rootfs.get("type") != "layers":
+        raise ArchiveError("%s: invalid image config: rootfs.type is %r, expected 'layers'" % (what, rootfs.get("type")))
+    return config
+
+
+def _unique(items):
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen

@@ -1,0 +1,323 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""OCI image layout: read images through ``index.json``; build manifests and indexes.
+
+Used for OCI layout directories, oci-archives, and the OCI half of Docker 25+
+and containerd archives. Every blob read is checked against its descriptor's
+digest and size.
+"""
+
+import json
+
+from .digest import check_digest, sha256_digest
+from .errors import ArchiveError, InvalidReferenceError
+from .model import (INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
+                    MEDIA_OCI_MANIFEST, Image, Layer, parse_config)
+from .platforms import parse_platform
+from .reference import parse_reference
+from .tarwriter import TarWriter
+
+LAYOUT_VERSION = "1.0.0"
+OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
+ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+_UNCOMPRESSED_LAYER_TYPES = (MEDIA_OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar")
+_MAX_INDEX_DEPTH = 4
+
+
+def blob_path(digest):
+    algorithm, encoded = digest.split(":", 1)
+    return "blobs/%s/%s" % (algorithm, encoded)
+
+
+def canonical_json(value):
+    """Compact JSON in the key order given: what our writers hash and store."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def read_verified_blob(source, descriptor, what):
+    digest = check_digest(descriptor.get("digest"), what + " descriptor")
+    path = blob_path(digest)
+    if not source.exists(path):
+        raise ArchiveError("%s: %s blob %s is missing from the archive" % (source.label, what, digest))
+    data = source.read_bytes(path)
+    size = descriptor.get("size")
+    if isinstance(size, int) and size != len(data):
+        raise ArchiveError("%s: %s %s: size mismatch: descriptor says %d bytes, blob has %d"
+                           % (source.label, what, digest, size, len(data)))
+    if sha256_digest(data) != digest and digest.startswith("sha256:"):
+        raise ArchiveError("%s: %s blob digest mismatch: expected %s, got %s (corrupt or tampered)"
+                           % (source.label, what, digest, sha256_digest(data)))
+    return data
+
+
+def references_from_annotations(annotations):
+    """References an index entry names: ``io.containerd.image.name``, else a full ``ref.name``.
+
+    A tag-only ``ref.name`` (``1.0``) names no repository, so it gives none.
+    """
+    annotations = annotations or {}
+    for key in (ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME):
+        value = annotations.get(key)
+        if not value or (key == ANNOTATION_REF_NAME and "/" not in value and ":" not in value and "@" not in value):
+            continue
+        try:
+            return [parse_reference(value)]
+        except InvalidReferenceError:
+            continue
+    return []
+
+
+def _is_attestation(descriptor):
+    annotations = descriptor.get("annotations") or {}
+    platform = descriptor.get("platform") or {}
+    return "vnd.docker.reference.type" in annotations or platform.get("os") == "unknown"
+
+
+class IndexWalker:
+    """Finds, for each top-level entry of index.json, the manifest to use and the names it carries."""
+
+    def __init__(self, source, platform):
+        self.source = source
+        self.platform = parse_platform(platform)
+        self.explicit_platform = bool(platform)
+
+    def manifests(self, index):
+        found = []
+        for position, descriptor in enumerate(_entries(index, self.source.label + ": index.json")):
+            refs = references_from_annotations(descriptor.get("annotations"))
+            chosen = self.choose(descriptor, "index.json entry %d" % position)
+            if chosen is not None:
+                found.append((chosen, refs, descriptor.get("digest")))
+        return found
+
+    def choose(self, descriptor, what, depth=0):
+        """The manifest descriptor to use for ``descriptor``: itself, or the platform's entry of an index."""
+        media_type = descriptor.get("mediaType")
+        if media_type in MANIFEST_TYPES or media_type is None:
+            return descriptor
+        if media_type not in INDEX_TYPES:
+            return None  # artifacts, signatures: not images
+        if depth >= _MAX_INDEX_DEPTH:
+            raise ArchiveError("%s: %s: indexes nested more than %d deep" % (self.source.label, what, _MAX_INDEX_DEPTH))
+        index = _parse_json(read_verified_blob(self.source, descriptor, what + " index"), self.source.label, what)
+        candidates = [d for d in _entries(index, what) if not _is_attestation(d) and self.platform.matches(d.get("platform"))]
+        present = [d for d in candidates if self.source.exists(blob_path(check_digest(d.get("digest"), what)))]
+        if not present:
+            listed = sorted({_describe_platform(d.get("platform")) for d in _entries(index, what) if not _is_attestation(d)})
+            raise ArchiveError("%s: %s has no manifest for platform %s in the archive (listed: %s); pass the platform "
+                               "the archive holds" % (self.source.label, what, self.platform, ", ".join(listed) or "none"))
+        return self.choose(present[0], what + " > " + _describe_platform(present[0].get("platform")), depth + 1)
+
+
+def _describe_platform(platform):
+    if not platform:
+        return "any"
+    return "/".join(part for part in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if part)
+
+
+def _entries(index, what):
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list):
+        raise ArchiveError("%s: not an image index (no 'manifests' list)" % what)
+    for descriptor in manifests:
+        if not isinstance(descriptor, dict):
+            raise ArchiveError("%s: manifest entry is not a JSON object" % what)
+    return manifests
+
+
+def _parse_json(data, label, what):
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ArchiveError("%s: %s is not valid JSON: %s" % (label, what, err)) from None
+
+
+def check_layout_version(source):
+    if not source.exists("oci-layout"):
+        return
+    version = source.read_json("oci-layout")
+    if not isinstance(version, dict) or version.get("imageLayoutVersion") != LAYOUT_VERSION:
+        raise ArchiveError("%s: oci-layout says %r; only imageLayoutVersion 1.0.0 is supported" % (source.label, version))
+
+
+def read_layout_images(source, platform=None):
+    """Images of an OCI layout (directory or archive), one per distinct manifest, names merged."""
+    check_layout_version(source)
+    walker = IndexWalker(source, platform)
+    by_manifest = {}
+    order = []
+    for descriptor, refs, top_digest in walker.manifests(source.read_json("index.json")):
+        digest = check_digest(descriptor.get("digest"), source.label + ": manifest descriptor")
+        if digest not in by_manifest:
+            by_manifest[digest] = (descriptor, [], [digest])
+            order.append(digest)
+        by_manifest[digest][1].extend(refs)
+        if top_digest and top_digest not in by_manifest[digest][2]:
+            by_manifest[digest][2].append(top_digest)
+    return [image_from_manifest(source, *by_manifest[digest]) for digest in order]
+
+
+def image_from_manifest(source, descriptor, references, digests):
+    what = "%s: manifest %s" % (source.label, descriptor["digest"][:19])
+    manifest = _parse_json(read_verified_blob(source, descriptor, "manifest"), source.label, "manifest")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
+        raise ArchiveError("%s: not an image manifest (needs config and layers)" % what)
+    config_bytes = read_verified_blob(source, manifest["config"], "config")
+    diff_ids = parse_config(config_bytes, what)["rootfs"]["diff_ids"]
+    if len(diff_ids) != len(manifest["layers"]):
+        raise ArchiveError("%s: layers length mismatch: the config lists %d DiffIDs, the manifest %d layers"
+                           % (what, len(diff_ids), len(manifest["layers"])))
+    layers = [_layer(source, layer_desc, diff_id, "%s layer %d" % (what, i)) for i, (layer_desc, diff_id)
+              in enumerate(zip(manifest["layers"], diff_ids))]
+    return Image(config_bytes, layers, references, digests, what=what)
+
+
+def _layer(source, descriptor, diff_id, what):
+    if not isinstance(descriptor, dict):
+        raise ArchiveError("%s: layer descriptor is not a JSON object" % what)
+    digest = check_digest(descriptor.get("digest"), what)
+    path = blob_path(digest)
+    media_type = descriptor.get("mediaType") or MEDIA_OCI_LAYER
+    size = descriptor.get("size") if isinstance(descriptor.get("size"), int) else None
+    uncompressed_size = size if media_type in _UNCOMPRESSED_LAYER_TYPES and digest == diff_id else None
+    return Layer(diff_id, lambda: source.open(path), media_type, uncompressed_size, digest, size,
+                 available=lambda: source.exists(path), what=what)
+
+
+# Writing ------------------------------------------------------------------------------------------------
+
+def layer_descriptor(layer_digest, size, media_type=MEDIA_OCI_LAYER):
+    return {"mediaType": media_type, "digest": layer_digest, "size": size}
+
+
+def build_manifest(image, layer_descriptors):
+    """The OCI manifest bytes for ``image`` whose layers are stored as ``layer_descriptors``."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_OCI_MANIFEST,
+        "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": image.id, "size": len(image.config_bytes)},
+        "layers": list(layer_descriptors),
+    }
+    return canonical_json(manifest)
+
+
+def manifest_descriptor(manifest_bytes, annotations=None):
+    descriptor = {"mediaType": MEDIA_OCI_MANIFEST, "digest": sha256_digest(manifest_bytes), "size": len(manifest_bytes)}
+    if annotations:
+        descriptor["annotations"] = annotations
+    return descriptor
+
+
+def build_index(entries):
+    """index.json bytes; ``entries`` are (manifest_bytes, annotations or None) in order."""
+    return canonical_json({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_OCI_INDEX,
+        "manifests": [manifest_descriptor(data, annotations) for data, annotations in entries],
+    })
+
+
+def index_annotations(reference, ref_name_style):
+    """Annotations naming ``reference``: ``ref.name`` is the tag (Docker style) or the full name (OCI tools' style)."""
+    ref_name = reference.tag if ref_name_style == "tag" else str(reference)
+    return {ANNOTATION_CONTAINERD_NAME: str(reference), ANNOTATION_REF_NAME: ref_name}
+
+
+def digest_of_path(path):
+    """``sha256:<hex>`` when ``path`` is ``blobs/sha256/<hex>``, else None."""
+    parts = path.split("/")
+    if len(parts) == 3 and parts[0] == "blobs" and parts[1] == "sha256":
+        candidate = "sha256:" + parts[2]
+        try:
+            return check_digest(candidate, path)
+        except ArchiveError:
+            return None
+    return None
+
+
+def merge_images(images):
+    """One entry per image ID, references merged, order kept."""
+    merged = {}
+    for image in images:
+        if image.id in merged:
+            image = merged[image.id].with_references(merged[image.id].references + image.references)
+        merged[image.id] = image
+    return list(merged.values())
+
+
+def unique_layers(images):
+    layers = {}
+    for image in images:
+        for layer in image.layers:
+            layers.setdefault(layer.diff_id, layer)
+    return list(layers.values())
+
+
+def plan_write(images, omit_layers=()):
+    """What a writer needs: merged images, the layers to write, every layer's size, each image's manifest bytes.
+
+    Layers are stored uncompressed under their DiffID. A layer in ``omit_layers``
+    (a thin archive) is not read when its size is already known.
+    """
+    images = merge_images(images)
+    omit = set(omit_layers)
+    every_layer = unique_layers(images)
+    sizes = {}
+    for layer in every_layer:
+        if layer.diff_id in omit and layer.size is None:
+            raise ArchiveError("cannot leave %s out of a thin archive: its size is unknown without reading it" % layer.what)
+        sizes[layer.diff_id] = layer.measured_size()
+    manifests = [build_manifest(image, [layer_descriptor(d, sizes[d]) for d in image.diff_ids]) for image in images]
+    return images, [layer for layer in every_layer if layer.diff_id not in omit], sizes, manifests
+
+
+def write_configs(tar, images):
+    for image in images:
+        tar.add_bytes(blob_path(image.id), image.config_bytes)
+
+
+def write_layers(tar, layers, sizes):
+    for layer in layers:
+        with layer.open() as stream:
+            tar.add_stream(blob_path(layer.diff_id), sizes[layer.diff_id], stream, layer.what)
+
+
+def write_manifests(tar, manifests):
+    written = set()
+    for data in manifests:
+        digest = sha256_digest(data)
+        if digest not in written:
+            written.add(digest)
+            tar.add_bytes(blob_path(digest), data)
+
+
+def write_oci_archive(images, sink, omit_layers=()):
+    """An oci-archive: ``oci-layout``, ``index.json``, then manifests, configs and layers (metadata first).
+
+    Each tag gets an index entry whose ``ref.name`` is the full reference, as
+    skopeo and podman write it, plus ``io.containerd.image.name``.
+    """
+    images, layers, sizes, manifests = plan_write(images, omit_layers)
+    tar = TarWriter(sink)
+    tar.add_bytes("oci-layout", OCI_LAYOUT_BYTES)
+    tar.add_bytes("index.json", build_index(oci_index_entries(images, manifests, "full")))
+    tar.add_dir("blobs")
+    tar.add_dir("blobs/sha256")
+    write_manifests(tar, manifests)
+    write_configs(tar, images)
+    write_layers(tar, layers, sizes)
+    tar.close()
+    return tar.position
+
+
+def oci_index_entries(images, manifests, ref_name_style):
+    """(manifest bytes, annotations) per tag of each image; one unnamed entry for an untagged image."""
+    entries = []
+    for image, manifest in zip(images, manifests):
+        tagged = [ref for ref in image.references if ref.tag]
+        if not tagged:
+            entries.append((manifest, None))
+        entries.extend((manifest, index_annotations(ref, ref_name_style)) for ref in tagged)
+    return entries

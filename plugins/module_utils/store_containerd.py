@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""containerd as a store, through its ``ctr`` client.
+
+The namespace defaults to ``k8s.io`` so that the kubelet sees what is
+loaded. containerd's content store is an OCI blob store, so its images are
+read with the same OCI code as a layout directory: ``ctr images ls`` gives
+the names and targets (a synthetic ``index.json``), ``ctr content get`` the
+blobs, each verified against its digest.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+from .errors import ArchiveError, StoreError
+from .oci_layout import ANNOTATION_CONTAINERD_NAME, read_layout_images
+from .safetar import MAX_JSON_SIZE
+
+DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
+DEFAULT_NAMESPACE = "k8s.io"
+
+
+class ContainerdStore:
+    kind = "containerd"
+
+    def __init__(self, address=None, namespace=None, platform=None, ctr=None, timeout=60):
+        self.address = address or os.environ.get("CONTAINERD_ADDRESS") or DEFAULT_ADDRESS
+        if self.address.startswith("unix://"):
+            self.address = self.address[len("unix://"):]
+        self.namespace = namespace or os.environ.get("CONTAINERD_NAMESPACE") or DEFAULT_NAMESPACE
+        self.platform = platform
+        self.timeout = timeout
+        self.ctr = ctr or shutil.which("ctr")
+        if not self.ctr:
+            raise StoreError("containerd: the 'ctr' client is not installed on this host (Debian/Ubuntu: apt-get install containerd)")
+        self.label = "containerd at %s (namespace %s)" % (self.address, self.namespace)
+
+    def __str__(self):
+        return self.label
+
+    def close(self):
+        pass
+
+    def _command(self, *args):
+        return [self.ctr, "--address", self.address, "--namespace", self.namespace] + list(args)
+
+    def _check_socket(self):
+        if not os.path.exists(self.address):
+            raise StoreError("cannot reach %s: the socket does not exist: is containerd running?" % self)
+        if not os.access(self.address, os.R_OK | os.W_OK):
+            raise StoreError("cannot reach %s: permission denied: run the task with become" % self)
+
+    def run(self, *args, **kwargs):
+        """Run ctr; returns stdout bytes or raises StoreError with ctr's own message."""
+        self._check_socket()
+        try:
+            done = subprocess.run(self._command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=kwargs.pop("timeout", self.timeout), check=False, **kwargs)
+        except subprocess.TimeoutExpired:
+            raise StoreError("%s: 'ctr %s' did not finish within %s s" % (self, " ".join(args[:2]), self.timeout)) from None
+        if done.returncode != 0:
+            message = done.stderr.decode("utf-8", "replace").strip().replace("ctr: ", "", 1)
+            raise StoreError("%s: 'ctr %s' failed: %s" % (self, " ".join(args[:2]), message))
+        return done.stdout
+
+    def image_targets(self):
+        """``{name: (target digest, media type)}`` for every image in the namespace."""
+        targets = {}
+        for line in self.run("images", "ls").decode("utf-8").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3:
+                targets[fields[0]] = (fields[2], fields[1])
+        return targets
+
+    def content_digests(self):
+        return {line.split()[0] for line in self.run("content", "ls", "-q").decode().splitlines() if line.strip()}
+
+    def images(self, platform=None):
+        return read_layout_images(ContentSource(self), platform or self.platform)
+
+    def layer_ids(self):
+        """Digests of the blobs in the content store: a layer is held when its uncompressed blob is there."""
+        return self.content_digests()
+
+    def export(self, names, sink):
+        """``ctr images export`` of ``names`` into the binary writer ``sink``."""
+        args = ["images", "export"]
+        if self.platform:
+            args += ["--platform", self.platform]
+        self._check_socket()
+        with subprocess.Popen(self._command(*(args + ["-"] + list(names))), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            total = 0
+            for chunk in iter(lambda: proc.stdout.read(1024 * 1024), b""):
+                sink.write(chunk)
+                total += len(chunk)
+            error = proc.stderr.read().decode("utf-8", "replace").strip()
+            if proc.wait() != 0:
+                raise StoreError("%s: 'ctr images export' failed: %s" % (self, error))
+        return total
+
+    def load(self, path):
+        """``ctr images import`` of an archive file (a thin one too, when the content store has the missing blobs)."""
+        args = ["images", "import"]
+        args += ["--platform", self.platform] if self.platform else []
+        return self.run(*(args + [path]), timeout=None).decode("utf-8", "replace").splitlines()
+
+    def tag(self, image_name, reference):
+        self.run("images", "tag", "--force", image_name, str(reference))
+
+
+class ContentSource:
+    """containerd's content store seen as an OCI layout (for the readers in oci_layout)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.label = str(store)
+        self.compression = "none"
+        self._digests = None
+
+    def _digest_of(self, name):
+        parts = name.split("/")
+        if len(parts) != 3 or parts[0] != "blobs":
+            return None
+        return "%s:%s" % (parts[1], parts[2])
+
+    def exists(self, name):
+        if name == "index.json":
+            return True
+        digest = self._digest_of(name)
+        if digest is None:
+            return False
+        if self._digests is None:
+            self._digests = self.store.content_digests()
+        return digest in self._digests
+
+    def read_json(self, name, limit=MAX_JSON_SIZE):
+        if name != "index.json":
+            return json.loads(self.read_bytes(name, limit).decode("utf-8"))
+        manifests = [{"mediaType": media_type, "digest": digest, "annotations": {ANNOTATION_CONTAINERD_NAME: image_name}}
+                     for image_name, (digest, media_type) in sorted(self.store.image_targets().items())]
+        return {"schemaVersion": 2, "manifests": manifests}
+
+    def read_bytes(self, name, limit=MAX_JSON_SIZE):
+        digest = self._digest_of(name)
+        if digest is None:
+            raise ArchiveError("%s: no entry %r" % (self.label, name))
+        data = self.store.run("content", "get", digest)
+        if len(data) > limit:
+            raise ArchiveError("%s: blob %s is larger than the %d bytes allowed for metadata" % (self.label, digest, limit))
+        return data
+
+    def open(self, name):
+        digest = self._digest_of(name)
+        self.store._check_socket()  # pylint: disable=protected-access
+        proc = subprocess.Popen(self.store._command("content", "get", digest),  # pylint: disable=protected-access
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return _ProcessReader(proc, "%s: blob %s" % (self.label, digest))
+
+
+class _ProcessReader:
+    def __init__(self, proc, what):
+        self._proc = proc
+        self._what = what
+
+    def read(self, size=-1):
+        data = self._proc.stdout.read(size)
+        if not data and self._proc.wait() != 0:
+            raise StoreError("%s: 'ctr content get' failed (exit %d)" % (self._what, self._proc.returncode))
+        return data
+
+    def close(self):
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.stdout.close()
+        self._proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

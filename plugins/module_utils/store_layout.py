@@ -1,0 +1,157 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The embedded store: an OCI image layout directory that needs no daemon.
+
+Blobs are written to temp names, verified while they stream, fsynced and
+renamed; ``index.json`` is replaced atomically under a file lock, last. A
+failure therefore never leaves an image half-present: at worst unreferenced
+blobs, which a later import reuses.
+"""
+
+import fcntl
+import io
+import os
+
+from .atomic import atomic_file
+
+from .digest import check_digest, drain, sha256_digest
+from .errors import ArchiveError, StoreError
+from .oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
+                         index_annotations, layer_descriptor, manifest_descriptor, merge_images, read_layout_images)
+from .safetar import DirSource
+
+EMPTY_INDEX = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+
+
+class LayoutStore:
+    """Images in an OCI layout directory, tagged through ``io.containerd.image.name`` and a full ``ref.name``."""
+
+    kind = "oci"
+
+    def __init__(self, root, create=True):
+        self.root = os.path.abspath(root)
+        if not os.path.isdir(os.path.join(self.root, "blobs")):
+            if not create:
+                raise StoreError("OCI layout %s does not exist; create it by loading images into it" % self.root)
+            self._create()
+        self.source = DirSource(self.root)
+
+    def _create(self):
+        os.makedirs(os.path.join(self.root, "blobs", "sha256"), exist_ok=True)
+        if not os.path.exists(os.path.join(self.root, "oci-layout")):
+            _atomic_write(os.path.join(self.root, "oci-layout"), OCI_LAYOUT_BYTES)
+        if not os.path.exists(os.path.join(self.root, "index.json")):
+            _atomic_write(os.path.join(self.root, "index.json"), canonical_json(EMPTY_INDEX))
+
+    def __str__(self):
+        return "OCI layout %s" % self.root
+
+    def images(self, platform=None):
+        return read_layout_images(self.source, platform)
+
+    def layer_ids(self):
+        """DiffIDs of the uncompressed layer blobs this store holds (they are stored under their DiffID)."""
+        held = set()
+        for image in self.images():
+            for layer in image.layers:
+                if layer.blob_digest == layer.diff_id and self.has_blob(layer.diff_id):
+                    held.add(layer.diff_id)
+        return held
+
+    def has_blob(self, digest):
+        return os.path.isfile(self._blob_file(digest))
+
+    def _blob_file(self, digest):
+        return os.path.join(self.root, *blob_path(check_digest(digest, "blob")).split("/"))
+
+    def import_images(self, images):
+        """Store ``images`` (layers the store has need not be available); returns the image IDs stored."""
+        images = merge_images(images)
+        entries = []
+        for image in images:
+            descriptors = [layer_descriptor(layer.diff_id, self._put_layer(layer)) for layer in image.layers]
+            self._put_bytes(image.config_bytes)
+            manifest = build_manifest(image, descriptors)
+            self._put_bytes(manifest)
+            tagged = [ref for ref in image.references if ref.tag]
+            entries.append((manifest, [index_annotations(ref, "full") for ref in tagged] or [None]))
+        with self._locked():
+            index = self._read_index()
+            for manifest, annotation_sets in entries:
+                for annotations in annotation_sets:
+                    _add_entry(index, manifest_descriptor(manifest, annotations))
+            _atomic_write(os.path.join(self.root, "index.json"), canonical_json(index))
+        return [image.id for image in images]
+
+    def tag(self, image_id, reference):
+        """Point ``reference`` at the stored image ``image_id``."""
+        for image in self.images():
+            if image.id == image_id:
+                return self.import_images([image.with_references([reference])])
+        raise StoreError("%s: no image %s to tag as %s" % (self, image_id, reference))
+
+    def _put_layer(self, layer):
+        final = self._blob_file(layer.diff_id)
+        if os.path.isfile(final):
+            return os.path.getsize(final)
+        if not layer.available:
+            raise ArchiveError("%s is not in the archive and %s does not have it; load a full archive" % (layer.what, self))
+        with layer.open() as stream:
+            return self._write_blob(final, stream)
+
+    def _put_bytes(self, data):
+        final = self._blob_file(sha256_digest(data))
+        if not os.path.isfile(final):
+            self._write_blob(final, io.BytesIO(data))
+
+    def _write_blob(self, final, stream):
+        with atomic_file(final, 0o444) as out:
+            return drain(stream, out)
+
+    def _read_index(self):
+        index = self.source.read_json("index.json")
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+            raise StoreError("%s: index.json is not an image index" % self)
+        return index
+
+    def _locked(self):
+        return _FileLock(os.path.join(self.root, ".lock"))
+
+
+def _add_entry(index, descriptor):
+    """Add ``descriptor``; a name moves from the image it was on, an unnamed entry is added once."""
+    name = (descriptor.get("annotations") or {}).get(ANNOTATION_CONTAINERD_NAME)
+    kept = []
+    for entry in index["manifests"]:
+        entry_name = (entry.get("annotations") or {}).get(ANNOTATION_CONTAINERD_NAME)
+        if name is not None and entry_name == name:
+            continue
+        if entry_name is None and entry.get("digest") == descriptor["digest"]:
+            continue
+        kept.append(entry)
+    if name is None and any(entry.get("digest") == descriptor["digest"] for entry in kept):
+        index["manifests"] = kept
+        return
+    kept.append(descriptor)
+    index["manifests"] = kept
+
+
+class _FileLock:
+    def __init__(self, path):
+        self._path = path
+        self._fd = None
+
+    def __enter__(self):
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+def _atomic_write(path, data):
+    with atomic_file(path) as out:
+        out.write(data)

@@ -1,0 +1,371 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A registry (distribution API v2) as a store: pull images as the model, push the model.
+
+TLS is verified unless told otherwise; plain HTTP only when asked. Auth
+follows the ``WWW-Authenticate`` challenge (Basic, or Bearer tokens from the
+realm), with credentials given or taken from ``~/.docker/config.json``. Every
+blob pulled is verified against its digest; interrupted blob downloads
+resume with ``Range``. Pushed layers are the uncompressed tars (digest =
+DiffID), so a push needs no compression and a pull back gives the same IDs.
+"""
+
+import base64
+import io
+import json
+import os
+import re
+import time
+from urllib.parse import urlencode, urljoin
+
+from .digest import CHUNK_SIZE, sha256_digest
+from .errors import ArchiveError, ImageNotFoundError, StoreError
+from .http_unix import requests, requests_missing
+from .model import MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST
+from .oci_layout import IndexWalker, build_manifest, image_from_manifest, layer_descriptor
+from .reference import parse_reference
+
+ACCEPT = ", ".join((MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST))
+RETRIES = 4
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+class RegistryStore:
+    kind = "registry"
+
+    def __init__(self, host, username=None, password=None, validate_certs=True, ca_path=None, insecure_http=False,
+                 timeout=60, platform=None, docker_config=None):
+        if requests_missing():
+            raise StoreError("the Python library 'requests' is needed to talk to a registry; install it (pip install requests)")
+        scheme = "http" if insecure_http or host.startswith("http://") else "https"
+        self.host = host.split("://", 1)[-1].rstrip("/")
+        self.base_url = "%s://%s" % (scheme, self.host)
+        self.timeout = timeout
+        self.platform = platform
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.verify = (ca_path or True) if validate_certs else False
+        self._credentials = (username, password) if username else _docker_config_credentials(self.host, docker_config)
+        self._tokens = {}
+
+    def __str__(self):
+        return "registry %s" % self.base_url
+
+    def close(self):
+        self.session.close()
+
+    # HTTP with auth --------------------------------------------------------------------------------------
+
+    def _request(self, method, url, scope, expect=(200,), stream=False, **kwargs):
+        url = urljoin(self.base_url, url)
+        headers = dict(kwargs.pop("headers", {}))
+        for attempt in range(RETRIES):
+            if scope in self._tokens:
+                headers["Authorization"] = self._tokens[scope]
+            response = self._send(method, url, headers, stream, **kwargs)
+            if response.status_code == 401 and scope not in self._tokens:
+                self._authenticate(response, scope)
+                continue
+            if response.status_code in (429, 502, 503, 504) and attempt + 1 < RETRIES and _replayable(kwargs):
+                time.sleep(0.5 * 2 ** attempt)
+                continue
+            break
+        if response.status_code not in expect:
+            self._fail(response, method, url)
+        return response
+
+    def _send(self, method, url, headers, stream, **kwargs):
+        timeout = (self.timeout, None) if stream else (self.timeout, self.timeout)
+        try:
+            return self.session.request(method, url, headers=headers, stream=stream, timeout=timeout, allow_redirects=True, **kwargs)
+        except requests.exceptions.SSLError as err:
+            if "WRONG_VERSION_NUMBER" in str(err):
+                raise StoreError("%s: the registry does not speak TLS; if it serves plain HTTP on a trusted network, "
+                                 "ask for insecure HTTP" % self) from None
+            raise StoreError("%s: TLS verification failed (%s); pass ca_path with the registry's CA, or "
+                             "validate_certs: false on a trusted network" % (self, _short(err))) from None
+        except requests.exceptions.ConnectionError as err:
+            raise StoreError("cannot reach %s: %s" % (self, _short(err))) from None
+        except requests.exceptions.Timeout:
+            raise StoreError("%s did not answer within %s s" % (self, self.timeout)) from None
+
+    def _authenticate(self, response, scope):
+        challenge = response.headers.get("WWW-Authenticate", "")
+        kind = challenge.split(" ", 1)[0].lower()
+        if kind == "basic":
+            if not self._credentials:
+                raise StoreError("%s requires a username and password" % self)
+            self._tokens[scope] = "Basic " + _basic(*self._credentials)
+        elif kind == "bearer":
+            self._tokens[scope] = "Bearer " + self._fetch_token(dict(_CHALLENGE_RE.findall(challenge)), scope)
+        else:
+            raise StoreError("%s: unsupported authentication challenge %r" % (self, challenge.split(" ", 1)[0]))
+
+    def _fetch_token(self, params, scope):
+        realm = params.pop("realm", None)
+        if not realm:
+            raise StoreError("%s: Bearer challenge without a realm" % self)
+        query = {"service": params.get("service", "")}
+        if scope:
+            query["scope"] = scope
+        headers = {"Authorization": "Basic " + _basic(*self._credentials)} if self._credentials else {}
+        try:
+            answer = self.session.get(realm + "?" + urlencode(query), headers=headers, timeout=self.timeout)
+        except requests.exceptions.RequestException as err:
+            raise StoreError("%s: cannot get a token from %s: %s" % (self, realm, _short(err))) from None
+        if answer.status_code in (401, 403):
+            raise StoreError("%s: authentication failed: the username or password is wrong" % self)
+        if answer.status_code != 200:
+            raise StoreError("%s: token service %s answered HTTP %d" % (self, realm, answer.status_code))
+        body = answer.json()
+        return body.get("token") or body.get("access_token") or ""
+
+    def _fail(self, response, method, url):
+        path = url[len(self.base_url):] if url.startswith(self.base_url) else url
+        detail = _registry_error(response)
+        if response.status_code == 401:
+            raise StoreError("%s: authentication failed for %s %s: %s (check username and password)" % (self, method, path, detail))
+        if response.status_code == 404:
+            raise ImageNotFoundError("%s: %s not found: %s" % (self, path, detail))
+        raise StoreError("%s: %s %s failed (HTTP %d): %s" % (self, method, path, response.status_code, detail))
+
+    # Pull -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _repository(reference):
+        """Images keep their path in any registry: docker.io/library/busybox goes to <host>/library/busybox."""
+        return reference.path
+
+    def get_manifest(self, reference):
+        """(bytes, media type, digest) of the manifest a reference names; None when absent."""
+        return self.get_manifest_in(self._repository(reference), reference.digest or reference.tag or "latest")
+
+    def get_manifest_in(self, repo, target):
+        try:
+            response = self._request("GET", "/v2/%s/manifests/%s" % (repo, target), "repository:%s:pull" % repo,
+                                     headers={"Accept": ACCEPT})
+        except ImageNotFoundError:
+            return None
+        data = response.content
+        digest = sha256_digest(data)
+        if target.startswith("sha256:") and digest != target:
+            raise ArchiveError("%s: manifest %s has digest %s (corrupt or tampered)" % (self, target, digest))
+        media_type = response.headers.get("Content-Type", "").split(";")[0] or json.loads(data).get("mediaType")
+        return data, media_type, digest
+
+    def image(self, name):
+        """The image ``name`` points at (platform chosen from an index), layers streamed on demand; None when absent."""
+        reference = parse_reference(name) if isinstance(name, str) else name
+        found = self.get_manifest(reference)
+        if found is None:
+            return None
+        source = _RegistrySource(self, self._repository(reference), found)
+        top = {"mediaType": found[1], "digest": found[2], "size": len(found[0])}
+        descriptor = IndexWalker(source, self.platform).choose(top, str(reference))
+        return image_from_manifest(source, descriptor, [reference] if reference.tag else [], [found[2]])
+
+    def open_blob(self, repo, digest, size=None):
+        return _BlobReader(self, repo, digest, size)
+
+    # Push -------------------------------------------------------------------------------------------------
+
+    def has_blob(self, repo, digest):
+        response = self._request("HEAD", "/v2/%s/blobs/%s" % (repo, digest), "repository:%s:pull,push" % repo,
+                                 expect=(200, 404))
+        return response.status_code == 200
+
+    def push(self, images):
+        """Push each image under each of its tags; blobs the repository has are skipped. Returns bytes uploaded."""
+        uploaded = 0
+        for image in images:
+            tags = [ref for ref in image.references if ref.tag]
+            if not tags:
+                raise StoreError("%s: cannot push %s: it has no tag" % (self, image.id))
+            for repo in sorted({self._repository(ref) for ref in tags}):
+                uploaded += self._push_to(repo, image, [ref.tag for ref in tags if self._repository(ref) == repo])
+        return uploaded
+
+    def _push_to(self, repo, image, tags):
+        uploaded = 0
+        descriptors = []
+        for layer in image.layers:
+            size = layer.measured_size()
+            descriptors.append(layer_descriptor(layer.diff_id, size))
+            if not self.has_blob(repo, layer.diff_id):
+                with layer.open() as stream:
+                    self._upload(repo, layer.diff_id, stream, size)
+                uploaded += size
+        if not self.has_blob(repo, image.id):
+            self._upload(repo, image.id, io.BytesIO(image.config_bytes), len(image.config_bytes))
+            uploaded += len(image.config_bytes)
+        manifest = build_manifest(image, descriptors)
+        for tag in tags:
+            self._request("PUT", "/v2/%s/manifests/%s" % (repo, tag), "repository:%s:pull,push" % repo,
+                          expect=(201,), data=manifest, headers={"Content-Type": MEDIA_OCI_MANIFEST})
+        return uploaded
+
+    def _upload(self, repo, digest, stream, size):
+        scope = "repository:%s:pull,push" % repo
+        started = self._request("POST", "/v2/%s/blobs/uploads/" % repo, scope, expect=(202,))
+        location = started.headers["Location"]
+        separator = "&" if "?" in location else "?"
+        self._request("PUT", location + separator + urlencode({"digest": digest}), scope, expect=(201,),
+                      data=_SizedStream(stream, size), headers={"Content-Type": "application/octet-stream",
+                                                                "Content-Length": str(size)})
+
+
+class _SizedStream:
+    """A request body of known length (so requests sends Content-Length, not chunked encoding)."""
+
+    def __init__(self, stream, size):
+        self._stream = stream
+        self.len = size
+
+    def __len__(self):
+        return self.len
+
+    def read(self, size=-1):
+        return self._stream.read(CHUNK_SIZE if size is None or size < 0 else size)
+
+
+def _replayable(kwargs):
+    data = kwargs.get("data")
+    return data is None or isinstance(data, bytes)
+
+
+class _RegistrySource:
+    """One repository of a registry seen as an OCI layout, for the oci_layout readers."""
+
+    def __init__(self, store, repo, first):
+        self.store = store
+        self.repo = repo
+        self.label = "%s/%s" % (store, repo)
+        self.compression = "none"
+        self._known = {first[2]: first[0]}
+
+    @staticmethod
+    def _digest(name):
+        parts = name.split("/")
+        return "%s:%s" % (parts[1], parts[2])
+
+    def exists(self, name):
+        digest = self._digest(name)
+        return digest in self._known or self.store.has_blob(self.repo, digest) or self._manifest(digest) is not None
+
+    def _manifest(self, digest):
+        found = self.store.get_manifest_in(self.repo, digest)
+        if found is not None:
+            self._known[digest] = found[0]
+        return found
+
+    def read_bytes(self, name, limit=16 * 1024 * 1024):
+        digest = self._digest(name)
+        if digest in self._known:
+            return self._known[digest]
+        if not self.store.has_blob(self.repo, digest):
+            if self._manifest(digest) is None:
+                raise ArchiveError("%s: no blob or manifest %s" % (self.label, digest))
+            return self._known[digest]
+        with self.store.open_blob(self.repo, digest) as stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise ArchiveError("%s: blob %s is too large for metadata" % (self.label, digest))
+        self._known[digest] = data
+        return data
+
+    def open(self, name):
+        return self.store.open_blob(self.repo, self._digest(name))
+
+
+class _BlobReader:
+    """A blob download that resumes with Range after a broken connection."""
+
+    def __init__(self, store, repo, digest, size):
+        self._store = store
+        self._repo = repo
+        self._digest = digest
+        self._size = size
+        self._offset = 0
+        self._attempts = 0
+        self._response = None
+        self._iter = None
+        self._buffer = b""
+        self._open()
+
+    def _open(self):
+        headers = {"Range": "bytes=%d-" % self._offset} if self._offset else {}
+        self._response = self._store._request("GET", "/v2/%s/blobs/%s" % (self._repo, self._digest),  # pylint: disable=protected-access
+                                              "repository:%s:pull" % self._repo, expect=(200, 206), stream=True, headers=headers)
+        if self._offset and self._response.status_code != 206:
+            self._response.close()
+            raise StoreError("%s: blob %s download broke and the registry cannot resume it" % (self._store, self._digest))
+        self._iter = self._response.iter_content(CHUNK_SIZE)
+
+    def read(self, size=-1):
+        while size is None or size < 0 or len(self._buffer) < size:
+            chunk = self._next_chunk()
+            if not chunk:
+                break
+            self._buffer += chunk
+        if size is None or size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def _next_chunk(self):
+        while True:
+            try:
+                chunk = next(self._iter, b"")
+                self._offset += len(chunk)
+                return chunk
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                self._attempts += 1
+                if self._attempts >= RETRIES:
+                    raise StoreError("%s: blob %s: connection broke %d times" % (self._store, self._digest, RETRIES)) from None
+                self._response.close()
+                time.sleep(0.5 * 2 ** self._attempts)
+                self._open()
+
+    def close(self):
+        self._response.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _docker_config_credentials(host, config_path):
+    path = config_path or os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
+    try:
+        with open(path) as handle:
+            auths = json.load(handle).get("auths") or {}
+    except (OSError, ValueError):
+        return None
+    for key in (host, "https://" + host, "http://" + host):
+        entry = auths.get(key) or {}
+        if entry.get("auth"):
+            user, _sep, password = base64.b64decode(entry["auth"]).decode("utf-8").partition(":")
+            return user, password
+    return None
+
+
+def _basic(user, password):
+    return base64.b64encode(("%s:%s" % (user, password)).encode("utf-8")).decode("ascii")
+
+
+def _registry_error(response):
+    try:
+        errors = response.json().get("errors") or []
+        return "; ".join("%s: %s" % (e.get("code"), e.get("message")) for e in errors) or response.reason
+    except ValueError:
+        return response.reason or "HTTP %d" % response.status_code
+
+
+def _short(err):
+    text = str(err)
+    return text if len(text) < 300 else text[:300] + "..."
+

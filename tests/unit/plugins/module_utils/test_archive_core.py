@@ -1,0 +1,276 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The core's writers and readers against each other, on images built in memory."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from ansible_collections.airgap.images.plugins.module_utils import compression
+from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
+from ansible_collections.airgap.images.plugins.module_utils.digest import chain_ids, sha256_digest
+from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, CompressionError, DigestMismatchError
+
+from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images
+
+GO_EMPTY_LAYER = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+
+
+def read_all(layer):
+    with layer.open() as stream:
+        return stream.read()
+
+
+def test_empty_layer_matches_docker_well_known_digest():
+    assert sha256_digest(layer_tar({})) == GO_EMPTY_LAYER
+
+
+def test_chain_ids_follow_the_oci_definition():
+    a, b, c = ("sha256:" + ch * 64 for ch in "abc")
+    chain = chain_ids([a, b, c])
+    second = "sha256:" + hashlib.sha256((a + " " + b).encode()).hexdigest()
+    assert chain == [a, second, "sha256:" + hashlib.sha256((second + " " + c).encode()).hexdigest()]
+
+
+def test_docker_archive_round_trip(tmp_path):
+    image_a, image_b = sample_images()
+    dest = str(tmp_path / "out.tar")
+    result = save_archive([image_a, image_b], dest)
+    assert result.size == os.path.getsize(dest)
+    assert result.sha256 == sha256_digest(open(dest, "rb").read())
+    with open_archive(dest) as archive:
+        assert archive.format == "docker-archive+oci"
+        assert archive.compression == "none"
+        assert [img.id for img in archive.images] == [image_a.id, image_b.id]
+        assert archive.images[0].repo_tags == ["example.com/apps/a:1", "a:latest"]
+        assert archive.images[1].repo_tags == ["localhost:5000/b:2"]
+        for read, original in zip(archive.images, (image_a, image_b)):
+            assert read.diff_ids == original.diff_ids
+            assert [read_all(layer) for layer in read.layers] == [read_all(layer) for layer in original.layers]
+            assert read.size == original.size
+
+
+def test_writer_layout_is_metadata_first_and_each_layer_once(tmp_path):
+    image_a, image_b = sample_images()
+    dest = str(tmp_path / "out.tar")
+    save_archive([image_a, image_b], dest)
+    with tarfile.open(dest) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names[:2] == ["manifest.json", "repositories"]
+    assert names[-2:] == ["index.json", "oci-layout"]
+    layer_names = ["blobs/sha256/" + d.split(":")[1] for d in image_a.diff_ids + image_b.diff_ids[1:]]
+    assert sorted(n for n in names if n in layer_names) == sorted(layer_names)
+    assert len(names) == len(set(names))
+    assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" for m in members)
+    with tarfile.open(dest) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+        index = json.load(tar.extractfile("index.json"))
+    assert manifest[0]["RepoTags"] == ["example.com/apps/a:1", "a:latest"]
+    annotations = [entry["annotations"] for entry in index["manifests"]]
+    assert {"io.containerd.image.name": "docker.io/library/a:latest", "org.opencontainers.image.ref.name": "latest"} in annotations
+
+
+@pytest.mark.parametrize("kind", ["none", "gzip", "zstd"])
+def test_output_is_byte_identical_across_runs(tmp_path, kind):
+    first, second = str(tmp_path / "1"), str(tmp_path / "2")
+    assert save_archive(sample_images(), first, compression=kind).sha256 == save_archive(sample_images(), second, compression=kind).sha256
+    assert open(first, "rb").read() == open(second, "rb").read()
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd", "xz", "bzip2"])
+def test_compressed_archives_are_detected_and_read(tmp_path, kind):
+    plain = str(tmp_path / "plain.tar")
+    save_archive(sample_images(), plain)
+    packed = str(tmp_path / "packed")
+    data = open(plain, "rb").read()
+    if kind in ("gzip", "zstd"):
+        save_archive(sample_images(), packed, compression=kind)
+    else:
+        import bz2
+        import lzma
+        open(packed, "wb").write(lzma.compress(data) if kind == "xz" else bz2.compress(data))
+    with open_archive(packed) as archive:
+        assert archive.compression == kind
+        assert [img.id for img in archive.images] == [img.id for img in sample_images()]
+        assert read_all(archive.images[1].layers[1]) == read_all(sample_images()[1].layers[1])
+        assert read_all(archive.images[0].layers[0]) == read_all(sample_images()[0].layers[0])
+
+
+def test_truncated_gzip_archive_is_a_clear_error(tmp_path):
+    packed = str(tmp_path / "packed.tar.gz")
+    save_archive(sample_images(), packed, compression="gzip")
+    data = open(packed, "rb").read()
+    open(packed, "wb").write(data[: len(data) // 2])
+    with pytest.raises((CompressionError, ArchiveError)) as err:
+        with open_archive(packed) as archive:
+            for image in archive.images:
+                for layer in image.layers:
+                    read_all(layer)
+    assert "packed.tar.gz" in str(err.value)
+
+
+def test_flipped_byte_in_layer_is_a_diffid_mismatch_naming_the_layer(tmp_path):
+    image_a, image_b = sample_images()
+    dest = str(tmp_path / "out.tar")
+    save_archive([image_b], dest)
+    target = image_b.diff_ids[1].split(":")[1]
+    with tarfile.open(dest) as tar:
+        offset = tar.getmember("blobs/sha256/" + target).offset_data
+    with open(dest, "r+b") as handle:
+        handle.seek(offset + 5000)
+        byte = handle.read(1)
+        handle.seek(offset + 5000)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    with open_archive(dest) as archive:
+        with pytest.raises(DigestMismatchError) as err:
+            read_all(archive.images[0].layers[1])
+    message = str(err.value)
+    assert "layer 1" in message and image_b.diff_ids[1] in message
+
+
+def test_truncated_plain_archive_is_refused(tmp_path):
+    dest = str(tmp_path / "out.tar")
+    save_archive(sample_images(), dest)
+    size = os.path.getsize(dest)
+    with open(dest, "r+b") as handle:
+        handle.truncate(size // 2)
+    with pytest.raises(ArchiveError) as err:
+        open_archive(dest)
+    assert "truncated" in str(err.value)
+
+
+def test_oci_archive_round_trip_and_full_ref_names(tmp_path):
+    dest = str(tmp_path / "oci.tar")
+    save_archive(sample_images(), dest, archive_format="oci-archive")
+    with tarfile.open(dest) as tar:
+        names = tar.getnames()
+        index = json.load(tar.extractfile("index.json"))
+    assert names[:2] == ["oci-layout", "index.json"]
+    assert "manifest.json" not in names
+    ref_names = [entry["annotations"]["org.opencontainers.image.ref.name"] for entry in index["manifests"]]
+    assert ref_names == ["example.com/apps/a:1", "docker.io/library/a:latest", "localhost:5000/b:2"]
+    with open_archive(dest) as archive:
+        assert archive.format == "oci-archive"
+        assert sorted(archive.images[0].repo_tags) == ["a:latest", "example.com/apps/a:1"]
+        assert [img.id for img in archive.images] == [img.id for img in sample_images()]
+
+
+def write_layout(root, blobs, index, layout=True):
+    os.makedirs(os.path.join(root, "blobs", "sha256"))
+    for data in blobs:
+        with open(os.path.join(root, "blobs", "sha256", sha256_digest(data).split(":")[1]), "wb") as out:
+            out.write(data)
+    with open(os.path.join(root, "index.json"), "w") as out:
+        json.dump(index, out)
+    if layout:
+        with open(os.path.join(root, "oci-layout"), "w") as out:
+            out.write('{"imageLayoutVersion": "1.0.0"}')
+
+
+def descriptor(media_type, data, **extra):
+    entry = {"mediaType": media_type, "digest": sha256_digest(data), "size": len(data)}
+    entry.update(extra)
+    return entry
+
+
+def compressed_layout(tmp_path, kind):
+    """An OCI layout whose layer is compressed (as registries and containerd store them), behind a nested index."""
+    raw = layer_tar({"hello.txt": b"hello world\n" * 1000})
+    blob = gzip.compress(raw, mtime=0) if kind == "gzip" else __import__("zstandard").ZstdCompressor().compress(raw)
+    image = build_image([layer_from_bytes(raw)])
+    config = image.config_bytes
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+                           "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+" + kind, blob)]}).encode()
+    missing_arm = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "0" * 64, "size": 10,
+                   "platform": {"os": "linux", "architecture": "arm64"}}
+    inner = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        missing_arm, descriptor("application/vnd.oci.image.manifest.v1+json", manifest, platform={
+            "os": "linux", "architecture": image.architecture})]}).encode()
+    root = str(tmp_path / ("layout-" + kind))
+    write_layout(root, [blob, config, manifest, inner], {"schemaVersion": 2, "manifests": [
+        descriptor("application/vnd.oci.image.index.v1+json", inner,
+                   annotations={"io.containerd.image.name": "docker.io/library/hello:1", "org.opencontainers.image.ref.name": "1"})]})
+    return root, image, raw
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd"])
+def test_oci_layout_with_compressed_layers_and_nested_index(tmp_path, kind):
+    root, image, raw = compressed_layout(tmp_path, kind)
+    with open_archive(root) as archive:
+        assert archive.format == "oci-dir"
+        (read,) = archive.images
+        assert read.id == image.id
+        assert read.repo_tags == ["hello:1"]
+        assert read.layers[0].size is None
+        assert read_all(read.layers[0]) == raw
+        assert read.layers[0].measured_size() == len(raw)
+
+
+def test_platform_absent_from_archive_is_reported_with_what_is_there(tmp_path):
+    root, _image, _raw = compressed_layout(tmp_path, "gzip")
+    with pytest.raises(ArchiveError) as err:
+        open_archive(root, platform="linux/arm64")
+    assert "linux/arm64" in str(err.value) and "listed" in str(err.value)
+
+
+def test_tampered_compressed_blob_fails_its_digest(tmp_path):
+    root, _image, raw = compressed_layout(tmp_path, "gzip")
+    blob_dir = os.path.join(root, "blobs", "sha256")
+    blob = sha256_digest(gzip.compress(raw, mtime=0)).split(":")[1]
+    path = os.path.join(blob_dir, blob)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-8] + bytes(b ^ 0xFF for b in data[-8:]))
+    with open_archive(root) as archive:
+        with pytest.raises((DigestMismatchError, CompressionError)) as err:
+            read_all(archive.images[0].layers[0])
+    assert blob[:12] in str(err.value) or "gzip" in str(err.value)
+
+
+def test_convert_compressed_oci_layout_to_docker_archive(tmp_path):
+    root, image, raw = compressed_layout(tmp_path, "zstd")
+    dest = str(tmp_path / "converted.tar")
+    with open_archive(root) as archive:
+        save_archive(archive.images, dest)
+    with open_archive(dest) as archive:
+        assert archive.images[0].id == image.id
+        assert archive.images[0].layers[0].size == len(raw)
+        assert read_all(archive.images[0].layers[0]) == raw
+
+
+def test_zstd_missing_gives_an_install_hint(tmp_path, monkeypatch):
+    monkeypatch.setattr(compression, "_zstd", None)
+    with pytest.raises(CompressionError) as err:
+        save_archive(sample_images(), str(tmp_path / "x.tar.zst"), compression="zstd")
+    assert "pip install zstandard" in str(err.value)
+    assert not [name for name in os.listdir(str(tmp_path))]
+
+
+def test_stdlib_gzip_fallback_reads_and_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(compression, "_isal_gzip", None)
+    dest = str(tmp_path / "x.tar.gz")
+    result = save_archive(sample_images(), dest, compression="gzip")
+    assert result.compressor == "zlib"
+    assert gzip.open(dest).read(512)[:13] == b"manifest.json"
+    with open_archive(dest) as archive:
+        assert len(archive.images) == 2
+
+
+def test_failed_save_leaves_previous_file_and_no_temp(tmp_path):
+    dest = str(tmp_path / "out.tar")
+    save_archive(sample_images(), dest)
+    before = open(dest, "rb").read()
+    broken = build_image([layer_from_bytes(layer_tar({"x": b"1"}))])
+    broken.layers[0]._open_blob = lambda: io.BytesIO(layer_tar({"x": b"2"}))  # pylint: disable=protected-access
+    with pytest.raises(DigestMismatchError):
+        save_archive([broken], dest)
+    assert open(dest, "rb").read() == before
+    assert os.listdir(str(tmp_path)) == ["out.tar"]
