@@ -17,7 +17,7 @@ from .digest import HashingWriter
 from .compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
 from .docker_archive import read_docker_archive, write_docker_archive
 from .errors import ArchiveError, ImageError
-from .oci_layout import read_layout_images, write_oci_archive
+from .oci_layout import digests_by_config, read_layout_images, write_oci_archive
 from .safetar import DirSource, open_source
 
 DOCKER_ARCHIVE = "docker-archive"
@@ -69,10 +69,11 @@ def open_archive(path, platform=None):
 
 def _read(source, platform):
     if source.exists("manifest.json"):
-        flavour = DOCKER_ARCHIVE
-        if source.exists("index.json") and source.exists("oci-layout"):
-            flavour = DOCKER_ARCHIVE + "+oci"
-        return flavour, read_docker_archive(source)
+        images = read_docker_archive(source)
+        if not (source.exists("index.json") and source.exists("oci-layout")):
+            return DOCKER_ARCHIVE, images
+        digests = digests_by_config(source, platform)
+        return DOCKER_ARCHIVE + "+oci", [image.with_digests(digests.get(image.id, [])) for image in images]
     if source.exists("index.json"):
         return (OCI_DIR if isinstance(source, DirSource) else OCI_ARCHIVE,
                 read_layout_images(source, platform))

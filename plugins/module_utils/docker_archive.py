@@ -130,9 +130,11 @@ def write_docker_archive(images, sink, omit_layers=()):
 
 
 def _manifest_item(image):
+    """RepoTags are fully qualified: Docker familiarises them on load, and podman would otherwise apply
+    its short-name rules (``localhost/...``)."""
     return {
         "Config": blob_path(image.id),
-        "RepoTags": image.repo_tags,
+        "RepoTags": [str(ref) for ref in image.references if ref.tag and not ref.digest],
         "Layers": [blob_path(diff_id) for diff_id in image.diff_ids],
     }
 

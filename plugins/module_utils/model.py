@@ -139,6 +139,10 @@ class Image:
         """The same image known by other references (the layers are shared, not copied)."""
         return Image(self.config_bytes, self.layers, references, self.digests, self.what)
 
+    def with_digests(self, digests):
+        """The same image, also known by these manifest or index digests."""
+        return Image(self.config_bytes, self.layers, self.references, self.digests + list(digests), self.what)
+
     def describe(self):
         return self.repo_tags[0] if self.repo_tags else self.id[:19]
 

@@ -159,6 +159,25 @@ def read_layout_images(source, platform=None):
     return [image_from_manifest(source, *by_manifest[digest]) for digest in order]
 
 
+def digests_by_config(source, platform=None):
+    """``{config digest: [manifest digest, index digest…]}`` for the images index.json names.
+
+    Lets a docker-archive that is also an OCI layout (Docker 25+, containerd,
+    ours) report the digests Docker's containerd store uses as image IDs.
+    """
+    check_layout_version(source)
+    found = {}
+    for descriptor, _refs, top_digest in IndexWalker(source, platform).manifests(source.read_json("index.json")):
+        manifest = _parse_json(read_verified_blob(source, descriptor, "manifest"), source.label, "manifest")
+        config = manifest.get("config") if isinstance(manifest, dict) else None
+        if isinstance(config, dict) and config.get("digest"):
+            digests = found.setdefault(config["digest"], [])
+            for digest in (descriptor["digest"], top_digest):
+                if digest and digest not in digests:
+                    digests.append(digest)
+    return found
+
+
 def image_from_manifest(source, descriptor, references, digests):
     what = "%s: manifest %s" % (source.label, descriptor["digest"][:19])
     manifest = _parse_json(read_verified_blob(source, descriptor, "manifest"), source.label, "manifest")

@@ -73,7 +73,7 @@ def test_writer_layout_is_metadata_first_and_each_layer_once(tmp_path):
     with tarfile.open(dest) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))
         index = json.load(tar.extractfile("index.json"))
-    assert manifest[0]["RepoTags"] == ["example.com/apps/a:1", "a:latest"]
+    assert manifest[0]["RepoTags"] == ["example.com/apps/a:1", "docker.io/library/a:latest"]
     annotations = [entry["annotations"] for entry in index["manifests"]]
     assert {"io.containerd.image.name": "docker.io/library/a:latest", "org.opencontainers.image.ref.name": "latest"} in annotations
 
