@@ -1,0 +1,275 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One interface over every store images come from and go to.
+
+``open_store(engine, ...)`` gives a store with:
+
+* ``find(selector)`` → ``StoreImage`` (ID, tags, DiffIDs) or None;
+* ``held_layers()`` → the DiffIDs a thin archive may leave out for this store;
+* ``open_images(selectors, workdir)`` → a context manager yielding model images whose layers stream from
+  the store (Docker and Podman export to a temp file in ``workdir`` first: the Engine API gives no other way
+  to read an image's config bytes);
+* ``load(archive_path, images=None, omit_layers=())`` → load all or some images of an archive;
+* ``tag(store_image, reference)``.
+"""
+
+import contextlib
+import os
+import tempfile
+import threading
+
+from .archive import open_archive
+from .docker_archive import write_docker_archive
+from .errors import ImageNotFoundError, InvalidReferenceError, StoreError
+from .reference import parse_image_selector, parse_reference, resolve_selector
+from .store_containerd import ContainerdStore
+from .store_docker import DockerClient, DockerStore
+from .store_layout import LayoutStore
+from .store_registry import RegistryStore
+
+ENGINES = ("docker", "podman", "containerd", "registry", "oci")
+PODMAN_DEFAULT_HOST = "unix:///run/podman/podman.sock"
+
+
+class StoreImage:
+    """What a store says of one image without reading its layers."""
+
+    def __init__(self, image_id, references, diff_ids, config_digest=None, digests=()):
+        self.id = image_id
+        self.references = list(references)
+        self.diff_ids = list(diff_ids)
+        self.config_digest = config_digest
+        self.digests = list(digests)
+
+    @property
+    def repo_tags(self):
+        return sorted(ref.familiar() for ref in self.references if ref.tag)
+
+    def same_content(self, image):
+        """Whether this is ``image`` (a model Image): by config digest, or by an ID the engine derived from its manifest."""
+        if self.diff_ids != image.diff_ids:
+            return False
+        known = [digest for digest in (self.config_digest, self.id) if digest]
+        return image.id in known or any(digest in image.digests for digest in known)
+
+
+def _references(names):
+    refs = []
+    for name in names or []:
+        if name.startswith("<none>"):
+            continue
+        try:
+            refs.append(parse_reference(name))
+        except InvalidReferenceError:
+            continue
+    return refs
+
+
+def store_image_from_model(image):
+    return StoreImage(image.id, image.references, image.diff_ids, image.id, image.digests)
+
+
+class _ModelStore:
+    """Stores whose images are model Images already (OCI layout, containerd, registry)."""
+
+    def _candidates(self):
+        return [store_image_from_model(image) for image in self.images()]
+
+    def find(self, selector):
+        return resolve_selector(parse_image_selector(selector) if isinstance(selector, str) else selector, self._candidates())
+
+    @contextlib.contextmanager
+    def open_images(self, selectors, workdir=None):  # pylint: disable=unused-argument
+        images = self.images()
+        chosen = []
+        for selector in selectors:
+            found = resolve_selector(parse_image_selector(selector), images)
+            if found is None:
+                raise ImageNotFoundError("%s has no image %s" % (self, selector))
+            chosen.append(_only_selected_tags(found, selector))
+        yield chosen
+
+
+def _only_selected_tags(image, selector):
+    """An image saved by a tag carries that tag (as docker save does); by ID it carries all its tags."""
+    selected = parse_image_selector(selector)
+    if selected.reference is not None and selected.reference.tag and selected.reference in image.references:
+        return image.with_references([selected.reference])
+    return image
+
+
+class OCIStore(_ModelStore, LayoutStore):
+    def held_layers(self):
+        return self.layer_ids()
+
+    def load(self, archive_path, images=None, omit_layers=()):  # pylint: disable=unused-argument
+        with open_archive(archive_path) as archive:
+            wanted = _subset(archive.images, images)
+            self.import_images(wanted)
+        return [image.id for image in wanted]
+
+    def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
+        LayoutStore.tag(self, store_image.id, reference)
+
+
+class ContainerdImageStore(_ModelStore, ContainerdStore):
+    def held_layers(self):
+        return self.layer_ids()
+
+    def load(self, archive_path, images=None, omit_layers=()):
+        with open_archive(archive_path) as archive:
+            if images is None and not omit_layers:
+                return ContainerdStore.load(self, archive_path)
+            wanted = _subset(archive.images, images)
+            with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(archive_path)), suffix=".tar") as temp:
+                write_docker_archive(wanted, temp, omit_layers)
+                temp.flush()
+                return ContainerdStore.load(self, temp.name)
+
+    def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
+        source = next((str(ref) for ref in store_image.references if ref.tag), None)
+        if source is None:
+            raise StoreError("%s: image %s has no name to tag from" % (self, store_image.id))
+        ContainerdStore.tag(self, source, reference)
+
+
+class RegistryImageStore(_ModelStore, RegistryStore):
+    def images(self, platform=None):  # pylint: disable=unused-argument
+        raise StoreError("%s cannot list its images; name them" % self)
+
+    def find(self, selector):
+        reference = parse_image_selector(selector).reference
+        if reference is None:
+            raise StoreError("%s: images in a registry are named by reference, not by ID (%s)" % (self, selector))
+        image = self.image(reference)
+        return store_image_from_model(image) if image is not None else None
+
+    @contextlib.contextmanager
+    def open_images(self, selectors, workdir=None):
+        chosen = []
+        for selector in selectors:
+            image = self.image(parse_reference(selector))
+            if image is None:
+                raise ImageNotFoundError("%s has no image %s" % (self, selector))
+            chosen.append(image)
+        yield chosen
+
+    def held_layers(self):
+        return set()
+
+    def load(self, archive_path, images=None, omit_layers=()):  # pylint: disable=unused-argument
+        with open_archive(archive_path) as archive:
+            wanted = _subset(archive.images, images)
+            self.push(wanted)
+        return [image.id for image in wanted]
+
+    def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
+        image = self.image(store_image.references[0])
+        self.push([image.with_references([reference])])
+
+
+class EngineStore(DockerStore):
+    """Docker or Podman through the Engine API."""
+
+    def find(self, selector):
+        document = self.inspect(selector)
+        if document is None:
+            return None
+        image_id = document["Id"] if document["Id"].startswith("sha256:") else "sha256:" + document["Id"]
+        config_digest = image_id if self.stores_config_digest(document) else None
+        return StoreImage(image_id, _references(document.get("RepoTags")), (document.get("RootFS") or {}).get("Layers") or [],
+                          config_digest, document.get("RepoDigests") or [])
+
+    @staticmethod
+    def stores_config_digest(document):
+        """Graphdriver Docker and Podman use the config digest as ID; Docker's containerd store does not."""
+        return "Descriptor" not in document
+
+    def held_layers(self):
+        return self.layer_ids()
+
+    @contextlib.contextmanager
+    def open_images(self, selectors, workdir=None):
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".airgap-export-", suffix=".tar") as temp:
+            self.export(list(selectors), temp)
+            temp.flush()
+            with open_archive(temp.name) as archive:
+                yield archive.images
+
+    def load(self, archive_path, images=None, omit_layers=()):
+        if images is None and not omit_layers:
+            with open(archive_path, "rb") as body:
+                return DockerStore.load(self, body)
+        with open_archive(archive_path) as archive:
+            return DockerStore.load(self, _streamed_archive(_subset(archive.images, images), omit_layers))
+
+    def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
+        DockerStore.tag(self, store_image.id, reference)
+
+
+class PodmanClient(DockerClient):
+    engine = "Podman"
+
+
+class PodmanStore(EngineStore):
+    kind = "podman"
+    client_class = PodmanClient
+
+    def __init__(self, host=None, **kwargs):
+        EngineStore.__init__(self, host or os.environ.get("CONTAINER_HOST") or PODMAN_DEFAULT_HOST, **kwargs)
+
+
+def _subset(images, selectors):
+    if selectors is None:
+        return images
+    chosen = []
+    for selector in selectors:
+        found = resolve_selector(parse_image_selector(selector), images)
+        if found is None:
+            raise ImageNotFoundError("the archive has no image %s" % selector)
+        chosen.append(found)
+    return chosen
+
+
+def _streamed_archive(images, omit_layers):
+    """Our archive of ``images`` as an iterator of chunks, written by a thread (the HTTP body of a load)."""
+    read_fd, write_fd = os.pipe()
+    failure = []
+
+    def produce():
+        with os.fdopen(write_fd, "wb") as sink:
+            try:
+                write_docker_archive(images, sink, omit_layers)
+            except Exception as err:  # pylint: disable=broad-except
+                failure.append(err)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    with os.fdopen(read_fd, "rb") as source:
+        for chunk in iter(lambda: source.read(1024 * 1024), b""):
+            yield chunk
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def open_store(engine="docker", host=None, namespace=None, platform=None, username=None, password=None,
+               validate_certs=True, ca_path=None, timeout=60, insecure_http=False):
+    """The store for ``engine`` at ``host`` (socket, URL, registry host or directory)."""
+    if engine == "docker":
+        return EngineStore(host, timeout=timeout)
+    if engine == "podman":
+        return PodmanStore(host, timeout=timeout)
+    if engine == "containerd":
+        return ContainerdImageStore(host, namespace, platform, timeout=timeout)
+    if engine == "registry":
+        if not host:
+            raise StoreError("engine registry needs the registry's host[:port] (engine_host)")
+        return RegistryImageStore(host, username, password, validate_certs, ca_path, insecure_http, timeout, platform)
+    if engine == "oci":
+        if not host:
+            raise StoreError("engine oci needs the layout directory (engine_host)")
+        return OCIStore(host)
+    raise StoreError("unknown engine %r; use one of %s" % (engine, ", ".join(ENGINES)))
+

@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every store against its real engine: images hop docker → registry → containerd → OCI layout → podman → docker."""
+
+import os
+
+import pytest
+
+from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.errors import StoreError
+from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
+from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+
+APPS = ("airgap-test/app-a:1", "airgap-test/app-b:1")
+
+
+def hop(source, selectors, target, workdir, name):
+    """Save ``selectors`` from ``source`` as an archive and load it into ``target``; returns the archive path."""
+    path = os.path.join(workdir, name + ".tar")
+    with source.open_images(selectors, workdir) as images:
+        save_archive(images, path)
+    target.load(path)
+    return path
+
+
+def assert_same(store, docker_images, names, prefix=""):
+    for name in names:
+        found = store.find(prefix + name)
+        assert found is not None, "%s lost %s" % (store, name)
+        original = docker_images[name]
+        assert found.diff_ids == original.diff_ids
+        assert name in found.repo_tags or (prefix + name) in found.repo_tags
+        assert original.id in (found.id, found.config_digest)
+
+
+def test_images_survive_every_hop(dockerd, dockerd_factory, registry, containerd, podman, docker_images, tmp_path):
+    workdir = str(tmp_path)
+    docker = open_store("docker", dockerd.host)
+    reg = open_store("registry", registry.host, insecure_http=True)
+    ctrd = open_store("containerd", containerd.address)
+    oci = open_store("oci", os.path.join(workdir, "layout"))
+    pod = open_store("podman", "unix://" + podman.service())
+    fresh = dockerd_factory()
+    target = open_store("docker", fresh.host)
+
+    hop(docker, APPS, reg, workdir, "docker-to-registry")
+    assert_same(reg, docker_images, APPS)
+    assert sorted(repo for repo in registry.catalog() if repo.startswith("airgap-test/")) == ["airgap-test/app-a", "airgap-test/app-b"]
+    # a registry store mirrors names: docker.io/airgap-test/app-a:1 lives at <registry>/airgap-test/app-a:1
+    pulled = hop(reg, APPS, ctrd, workdir, "registry-to-containerd")
+    with open_archive(pulled) as archive:
+        assert sorted(tag for image in archive.images for tag in image.repo_tags) == sorted(APPS)
+    assert_same(ctrd, docker_images, APPS)
+    hop(ctrd, APPS, oci, workdir, "containerd-to-oci")
+    assert_same(oci, docker_images, APPS)
+    hop(oci, APPS, pod, workdir, "oci-to-podman")
+    assert_same(pod, docker_images, APPS)
+    hop(pod, APPS, target, workdir, "podman-to-docker")
+    for name in APPS:
+        found = target.find(name)
+        assert found.id == docker_images[name].id
+        assert found.diff_ids == docker_images[name].diff_ids
+        assert found.repo_tags == [name]
+
+
+def test_thin_archive_loads_where_the_base_is_present(dockerd, dockerd_factory, containerd_factory, podman_factory,
+                                                      docker_images, tmp_path):
+    docker = open_store("docker", dockerd.host)
+    base_path, thin_path = str(tmp_path / "base.tar"), str(tmp_path / "thin.tar")
+    with docker.open_images(["airgap-test/lib:1", "airgap-test/app-a:1"], str(tmp_path)) as images:
+        lib, app = images
+        save_archive([lib], base_path)
+        save_archive([app], thin_path, omit_layers=lib.diff_ids)
+    with open_archive(thin_path) as archive:
+        assert [layer.available for layer in archive.images[0].layers] == [False, False, True]
+    podman = podman_factory()
+    targets = [open_store("docker", dockerd_factory().host), open_store("containerd", containerd_factory().address),
+               open_store("podman", "unix://" + podman.service())]
+    for target in targets:
+        target.load(base_path)
+        assert set(lib.diff_ids) <= target.held_layers()
+        target.load(thin_path)
+        found = target.find("airgap-test/app-a:1")
+        assert found is not None and found.diff_ids == docker_images["airgap-test/app-a:1"].diff_ids, str(target)
+        assert docker_images["airgap-test/app-a:1"].id in (found.id, found.config_digest)
+
+
+def test_thin_archive_into_an_empty_engine_fails_clearly(dockerd, dockerd_factory, docker_images, tmp_path):
+    docker = open_store("docker", dockerd.host)
+    thin_path = str(tmp_path / "thin.tar")
+    with docker.open_images(["airgap-test/app-b:1"], str(tmp_path)) as (app,):
+        save_archive([app], thin_path, omit_layers=app.diff_ids[:1])
+    empty = open_store("docker", dockerd_factory().host)
+    with pytest.raises(StoreError) as err:
+        empty.load(thin_path)
+    assert "refused the load" in str(err.value)
+    assert empty.find("airgap-test/app-b:1") is None
+
+
+def test_tagging_and_subset_loading(dockerd, dockerd_factory, docker_images, docker_images_archive):
+    target = open_store("docker", dockerd_factory().host)
+    target.load(docker_images_archive, images=["airgap-test/app-b:1"])
+    assert target.find("airgap-test/app-a:1") is None
+    found = target.find("airgap-test/app-b:1")
+    assert found.id == docker_images["airgap-test/app-b:1"].id
+    target.tag(found, parse_reference("airgap-test/app-b:renamed"))
+    assert target.find("airgap-test/app-b:renamed").id == found.id
+
+
+def test_unreachable_engines_say_where_and_what_to_do(tmp_path):
+    missing = str(tmp_path / "none.sock")
+    for engine, host, fragment in (("docker", "unix://" + missing, "the socket does not exist"),
+                                   ("podman", "unix://" + missing, "Podman at unix://"),
+                                   ("containerd", missing, "is containerd running"),
+                                   ("registry", "127.0.0.1:9", "cannot reach registry")):
+        store = open_store(engine, host, insecure_http=True)
+        with pytest.raises(StoreError) as err:
+            store.find("airgap-test/app-a:1")
+        assert fragment in str(err.value)
+        assert missing in str(err.value) or "127.0.0.1:9" in str(err.value)
