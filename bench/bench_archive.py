@@ -64,12 +64,12 @@ def make_layers(context, size_mb):
     """Four files: two incompressible, two text-like, ``size_mb`` in all."""
     rng = random.Random(42)
     quarter = size_mb * 1024 * 1024 // 4
-    words = [("%x" % rng.getrandbits(24)).encode() for _ in range(4096)]
+    words = [("%x" % rng.getrandbits(24)).encode() for _word in range(4096)]
     for index in range(4):
         with open(os.path.join(context, "part%d" % index), "wb") as out:
             left = quarter
             while left > 0:
-                block = rng.randbytes(1 << 20) if index % 2 == 0 else b" ".join(rng.choice(words) for _ in range(180000))[:1 << 20]
+                block = rng.randbytes(1 << 20) if index % 2 == 0 else b" ".join(rng.choice(words) for _word in range(180000))[:1 << 20]
                 out.write(block[:left])
                 left -= len(block[:left])
     with open(os.path.join(context, "Dockerfile"), "w") as out:
@@ -95,13 +95,12 @@ def print_table(rows, image_bytes):
     print(header)
     print("-" * len(header))
     for row in rows:
-        print("%-30s %-34s %8.2f %8.1f %14s %9.1f" % (row["operation"], row["tool"], row["seconds"], row["mb_s"],
-                                                    row["output_bytes"] if row["output_bytes"] is not None else "-",
-                                                    row["peak_rss_mb"]))
+        output = row["output_bytes"] if row["output_bytes"] is not None else "-"
+        print("%-30s %-34s %8.2f %8.1f %14s %9.1f" % (row["operation"], row["tool"], row["seconds"], row["mb_s"], output, row["peak_rss_mb"]))
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size", type=int, default=400, help="image size in MB (default 400)")
     parser.add_argument("--json", help="also write the rows as JSON to this file")
     args = parser.parse_args()

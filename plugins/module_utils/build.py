@@ -85,7 +85,7 @@ def image_config(diff_ids, platform=None, created=EPOCH, config=None, history=No
     body["created"] = created
     body["config"] = config or {}
     body["rootfs"] = {"type": "layers", "diff_ids": list(diff_ids)}
-    body["history"] = history or [{"created": created, "created_by": "airgap.images build"} for _ in diff_ids]
+    body["history"] = history or [{"created": created, "created_by": "airgap.images build"} for _diff_id in diff_ids]
     return canonical_json(body)
 
 

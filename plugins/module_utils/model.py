@@ -9,6 +9,7 @@ and the references it is known by. Nothing here does I/O of its own: layers
 are opened through the callable their reader gave them.
 """
 
+import functools
 import json
 
 from .compression import NONE, open_maybe_compressed
@@ -75,7 +76,7 @@ class Layer:
         stream, compression = open_maybe_compressed(raw, self.what)
         at_end = None
         if compression != NONE and isinstance(raw, VerifyingReader):
-            at_end = lambda: _finish_blob(raw)  # noqa: E731 - a compressed stream may stop before the blob's end
+            at_end = functools.partial(_finish_blob, raw)  # a compressed stream may stop before the blob's end
         size = self.size if compression == NONE else None
         return VerifyingReader(stream, self.diff_id, self.what, size, at_end=at_end)
 

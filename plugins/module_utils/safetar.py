@@ -340,4 +340,3 @@ def open_source(path):
     if not os.path.exists(path):
         raise ArchiveError("%s: no such file or directory" % path)
     return TarSource(path)
-

@@ -247,15 +247,14 @@ def _streamed_archive(images, omit_layers):
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
     with os.fdopen(read_fd, "rb") as source:
-        for chunk in iter(lambda: source.read(1024 * 1024), b""):
-            yield chunk
+        yield from iter(lambda: source.read(1024 * 1024), b"")
     thread.join()
     if failure:
         raise failure[0]
 
 
 def open_store(engine="docker", host=None, namespace=None, platform=None, username=None, password=None,
-               validate_certs=True, ca_path=None, timeout=60, insecure_http=False):
+               validate_certs=True, ca_path=None, timeout=60, insecure_http=False, docker_config=None):
     """The store for ``engine`` at ``host`` (socket, URL, registry host or directory)."""
     if engine == "docker":
         return EngineStore(host, timeout=timeout)
@@ -266,10 +265,10 @@ def open_store(engine="docker", host=None, namespace=None, platform=None, userna
     if engine == "registry":
         if not host:
             raise StoreError("engine registry needs the registry's host[:port] (engine_host)")
-        return RegistryImageStore(host, username, password, validate_certs, ca_path, insecure_http, timeout, platform)
+        return RegistryImageStore(host, username, password, validate_certs, ca_path, insecure_http, timeout, platform,
+                                  docker_config)
     if engine == "oci":
         if not host:
             raise StoreError("engine oci needs the layout directory (engine_host)")
         return OCIStore(host)
     raise StoreError("unknown engine %r; use one of %s" % (engine, ", ".join(ENGINES)))
-

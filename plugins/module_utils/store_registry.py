@@ -368,4 +368,3 @@ def _registry_error(response):
 def _short(err):
     text = str(err)
     return text if len(text) < 300 else text[:300] + "..."
-

@@ -3,6 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every store against its real engine: images hop docker → registry → containerd → OCI layout → podman → docker."""
 
+import base64
+import json
 import os
 
 import pytest
@@ -119,3 +121,52 @@ def test_unreachable_engines_say_where_and_what_to_do(tmp_path):
             store.find("airgap-test/app-a:1")
         assert fragment in str(err.value)
         assert missing in str(err.value) or "127.0.0.1:9" in str(err.value)
+
+
+def test_registry_with_basic_auth_and_tls(registry_factory, dockerd, docker_images, tmp_path, capfd):
+    secure = registry_factory(auth=("operator", "s3cret-Pa55"), tls=True)
+    docker = open_store("docker", dockerd.host)
+    archive = str(tmp_path / "app-a.tar")
+    with docker.open_images(["airgap-test/app-a:1"], str(tmp_path)) as images:
+        save_archive(images, archive)
+
+    good = open_store("registry", secure.host, username="operator", password="s3cret-Pa55", ca_path=secure.ca_path)
+    good.load(archive)
+    found = good.find("airgap-test/app-a:1")
+    assert found.config_digest == docker_images["airgap-test/app-a:1"].id
+    assert found.diff_ids == docker_images["airgap-test/app-a:1"].diff_ids
+
+    failures = []
+    wrong = open_store("registry", secure.host, username="operator", password="wrong-Pa55", ca_path=secure.ca_path)
+    with pytest.raises(StoreError) as err:
+        wrong.find("airgap-test/app-a:1")
+    failures.append(str(err.value))
+    assert "authentication failed" in failures[-1]
+    anonymous = open_store("registry", secure.host, ca_path=secure.ca_path, docker_config=str(tmp_path / "none.json"))
+    with pytest.raises(StoreError) as err:
+        anonymous.find("airgap-test/app-a:1")
+    failures.append(str(err.value))
+    assert "username and password" in failures[-1]
+    untrusted = open_store("registry", secure.host, username="operator", password="s3cret-Pa55")
+    with pytest.raises(StoreError) as err:
+        untrusted.find("airgap-test/app-a:1")
+    failures.append(str(err.value))
+    assert "TLS verification failed" in failures[-1] and "ca_path" in failures[-1]
+    unverified = open_store("registry", secure.host, username="operator", password="s3cret-Pa55", validate_certs=False)
+    assert unverified.find("airgap-test/app-a:1").diff_ids == found.diff_ids
+
+    captured = capfd.readouterr()
+    for text in failures + [captured.out, captured.err]:
+        assert "s3cret-Pa55" not in text and "wrong-Pa55" not in text
+
+
+def test_registry_credentials_from_docker_config(registry_factory, dockerd, docker_images, tmp_path):
+    secure = registry_factory(auth=("cfg-user", "cfg-Pa55"))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {secure.host: {"auth": base64.b64encode(b"cfg-user:cfg-Pa55").decode()}}}))
+    archive = str(tmp_path / "base.tar")
+    with open_store("docker", dockerd.host).open_images(["airgap-test/base:1"], str(tmp_path)) as images:
+        save_archive(images, archive)
+    store = open_store("registry", secure.host, insecure_http=True, docker_config=str(config))
+    store.load(archive)
+    assert store.find("airgap-test/base:1").diff_ids == docker_images["airgap-test/base:1"].diff_ids

@@ -251,7 +251,7 @@ def test_zstd_missing_gives_an_install_hint(tmp_path, monkeypatch):
     with pytest.raises(CompressionError) as err:
         save_archive(sample_images(), str(tmp_path / "x.tar.zst"), compression="zstd")
     assert "pip install zstandard" in str(err.value)
-    assert not [name for name in os.listdir(str(tmp_path))]
+    assert not os.listdir(str(tmp_path))
 
 
 def test_stdlib_gzip_fallback_reads_and_writes(tmp_path, monkeypatch):

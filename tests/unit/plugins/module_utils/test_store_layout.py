@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.digest import sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.store_layout import LayoutStore
@@ -80,13 +81,12 @@ def test_failed_import_leaves_index_untouched_and_no_temp_files(tmp_path):
 
 
 def test_legacy_docker_save_layout_with_symlinked_duplicate(tmp_path):
-    image_a, _ = sample_images()
+    image_a = sample_images()[0]
     layer0 = open_layer_bytes(image_a.layers[0])
     layer1 = open_layer_bytes(image_a.layers[1])
     dup_config = json.loads(image_a.config_bytes)
     dup_config["rootfs"]["diff_ids"] = [image_a.diff_ids[0], image_a.diff_ids[1], image_a.diff_ids[0]]
     config = json.dumps(dup_config).encode()
-    from ansible_collections.airgap.images.plugins.module_utils.digest import sha256_digest
     config_hex = sha256_digest(config).split(":")[1]
     manifest = json.dumps([{"Config": config_hex + ".json", "RepoTags": None,
                             "Layers": ["aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar"]}]).encode()
