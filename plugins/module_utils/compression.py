@@ -15,6 +15,7 @@ import io
 import lzma
 import zlib
 
+from .digest import ReadStream
 from .errors import CompressionError
 
 try:
@@ -62,7 +63,7 @@ def _require_zstd(what):
                                "install it (pip install zstandard) or use gzip or no compression" % what)
 
 
-class DecompressingReader(io.RawIOBase):
+class DecompressingReader(ReadStream):
     """A read-only stream of decompressed bytes that turns decompressor errors into CompressionError."""
 
     def __init__(self, raw, kind, what):
@@ -71,14 +72,6 @@ class DecompressingReader(io.RawIOBase):
         self._kind = kind
         self._raw = raw
         self._stream = _open_decompressor(raw, kind, what)
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
     def read(self, size=-1):
         try:
@@ -152,21 +145,13 @@ def _open_decompressor(raw, kind, what):
     raise CompressionError("%s: unsupported compression %r" % (what, kind))
 
 
-class _PeekedReader(io.RawIOBase):
+class _PeekedReader(ReadStream):
     """Gives back bytes already read for sniffing, then the rest of the stream."""
 
     def __init__(self, head, stream):
         super().__init__()
         self._head = head
         self._stream = stream
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
     def read(self, size=-1):
         if self._head:
@@ -196,7 +181,7 @@ def open_maybe_compressed(raw, what):
     return DecompressingReader(peeked, kind, what), kind
 
 
-class ForwardSeekable(io.RawIOBase):
+class ForwardSeekable(ReadStream):
     """A seekable view of a stream that can only be read forward.
 
     Forward seeks read and discard; a backward seek reopens the stream through
@@ -210,19 +195,11 @@ class ForwardSeekable(io.RawIOBase):
         self._stream = reopen()
         self._position = 0
 
-    def readable(self):
-        return True
-
     def seekable(self):
         return True
 
     def tell(self):
         return self._position
-
-    def readinto(self, buffer):
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
     def read(self, size=-1):
         data = self._stream.read(size)

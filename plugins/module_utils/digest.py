@@ -50,7 +50,19 @@ def new_hasher(digest):
     return hashlib.new(digest.split(":", 1)[0])
 
 
-class HashingReader(io.RawIOBase):
+class ReadStream(io.RawIOBase):
+    """A binary stream defined by its ``read`` alone."""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class HashingReader(ReadStream):
     """Reads from ``stream`` while hashing and counting every byte."""
 
     def __init__(self, stream, algorithm="sha256"):
@@ -59,17 +71,6 @@ class HashingReader(io.RawIOBase):
         self.hasher = hashlib.new(algorithm)
         self.algorithm = algorithm
         self.count = 0
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        data = self._stream.read(len(buffer))
-        size = len(data)
-        buffer[:size] = data
-        self.hasher.update(data)
-        self.count += size
-        return size
 
     def read(self, size=-1):
         data = self._stream.read(size)
@@ -110,7 +111,7 @@ class HashingWriter:
         return "%s:%s" % (self.algorithm, self.hasher.hexdigest())
 
 
-class VerifyingReader(io.RawIOBase):
+class VerifyingReader(ReadStream):
     """Hashes a stream and, when it ends, checks its digest (and size, if known).
 
     ``what`` names the content in the error, e.g. ``layer 2 of busybox:latest``.
@@ -126,14 +127,6 @@ class VerifyingReader(io.RawIOBase):
         self.what = what
         self._at_end = at_end
         self._done = False
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
     def read(self, size=-1):
         data = self._reader.read(size)

@@ -9,14 +9,13 @@ pass, scanned only as far as needed) and ``DirSource`` for a directory (an
 OCI layout). Both refuse anything that could escape the archive.
 """
 
-import io
 import json
 import os
 import posixpath
 import tarfile
 
 from .compression import NONE, DecompressingReader, ForwardSeekable, detect_file
-from .digest import HashingReader, drain
+from .digest import HashingReader, ReadStream, drain
 from .errors import ArchiveError, UnsafeArchiveError
 
 MAX_JSON_SIZE = 16 * 1024 * 1024
@@ -53,7 +52,7 @@ class _Member:
         self.target = target
 
 
-class BoundedReader(io.RawIOBase):
+class BoundedReader(ReadStream):
     """Exactly ``size`` bytes of ``stream``; fewer means the archive is truncated."""
 
     def __init__(self, stream, size, what, owns_stream=True):
@@ -62,14 +61,6 @@ class BoundedReader(io.RawIOBase):
         self._left = size
         self._what = what
         self._owns = owns_stream
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
     def read(self, size=-1):
         if self._left <= 0:

@@ -14,22 +14,6 @@ from ansible_collections.airgap.images.plugins.module_utils.digest import chain_
 pytestmark = pytest.mark.engines
 
 
-def docker_truth(dockerd, name):
-    """What the engine says of an image: ID, familiar tags, DiffIDs."""
-    document = json.loads(dockerd.cli("image", "inspect", name))[0]
-    return document["Id"], sorted(document["RepoTags"]), document["RootFS"]["Layers"]
-
-
-def read_and_verify(path, **kwargs):
-    """Every image of an archive, every layer read to its end (so every DiffID is checked)."""
-    with open_archive(path, **kwargs) as archive:
-        for image in archive.images:
-            for layer in image.layers:
-                with layer.open() as stream:
-                    drain(stream)
-        return archive.format, [(image.id, sorted(image.repo_tags), image.diff_ids) for image in archive.images]
-
-
 def read_and_verify(path, **kwargs):
     """Every image of an archive with every layer read to its end, so every DiffID is checked."""
     with open_archive(path, **kwargs) as archive:
@@ -183,3 +167,19 @@ def test_flipped_byte_in_docker_layer_names_the_layer(saved, docker_images, tmp_
     with pytest.raises(DigestMismatchError) as err:
         read_and_verify(corrupt)
     assert "digest mismatch" in str(err.value) and "layer" in str(err.value)
+
+
+def test_docker_save_by_id_is_untagged_and_loads_back_by_id(dockerd, dockerd_factory, docker_images, tmp_path):
+    app_b = docker_images["airgap-test/app-b:1"]
+    by_id = str(tmp_path / "by-id.tar")
+    dockerd.cli("save", "-o", by_id, app_b.id)
+    with open_archive(by_id) as archive:
+        (image,) = archive.images
+        assert (image.id, image.repo_tags, image.diff_ids) == (app_b.id, [], app_b.diff_ids)
+        ours = str(tmp_path / "ours-by-id.tar")
+        save_archive(archive.images, ours)
+    with open_archive(ours) as archive:
+        assert archive.images[0].repo_tags == []
+    fresh = dockerd_factory()
+    assert "Loaded image ID: %s" % app_b.id in fresh.cli("load", "-i", ours).stdout
+    assert fresh.image_ids() == {app_b.id}

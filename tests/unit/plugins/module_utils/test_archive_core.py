@@ -274,3 +274,71 @@ def test_failed_save_leaves_previous_file_and_no_temp(tmp_path):
         save_archive([broken], dest)
     assert open(dest, "rb").read() == before
     assert os.listdir(str(tmp_path)) == ["out.tar"]
+
+
+def absent(arch):
+    """An index entry for a platform whose manifest is not in the archive."""
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256_digest(arch.encode()),
+            "size": 100, "platform": {"os": "linux", "architecture": arch}}
+
+
+def test_docker29_containerd_store_archive(tmp_path):
+    """Docker 29 with the containerd store: manifest.json points at gzip blobs, index.json at a multi-platform
+    index whose other platforms (and attestations) are absent from the archive."""
+    from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import tar_bytes
+    raw = layer_tar({"hello.txt": b"hello from docker 29\n" * 500})
+    blob = gzip.compress(raw, mtime=0)
+    image = build_image([layer_from_bytes(raw)])
+    config = image.config_bytes
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+                           "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", blob)]}).encode()
+    attestation = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256_digest(b"att"), "size": 3,
+                   "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+                   "platform": {"os": "unknown", "architecture": "unknown"}}
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        absent("arm64"), descriptor("application/vnd.oci.image.manifest.v1+json", manifest,
+                                    platform={"os": "linux", "architecture": image.architecture}),
+        absent("s390x"), attestation]}).encode()
+    top = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        descriptor("application/vnd.oci.image.index.v1+json", index, annotations={
+            "io.containerd.image.name": "docker.io/library/hello:29", "org.opencontainers.image.ref.name": "29"})]}).encode()
+    hexes = {name: sha256_digest(data).split(":")[1] for name, data in (("blob", blob), ("config", config), ("manifest", manifest), ("index", index))}
+    docker_manifest = json.dumps([{"Config": "blobs/sha256/" + hexes["config"], "RepoTags": ["hello:29"],
+                                   "Layers": ["blobs/sha256/" + hexes["blob"]]}]).encode()
+    path = str(tmp_path / "docker29.tar")
+    entries = [("blobs/sha256/" + hexes[name], tarfile.REGTYPE, data)
+               for name, data in (("blob", blob), ("config", config), ("manifest", manifest), ("index", index))]
+    entries += [("index.json", tarfile.REGTYPE, top), ("manifest.json", tarfile.REGTYPE, docker_manifest),
+                ("oci-layout", tarfile.REGTYPE, b'{"imageLayoutVersion":"1.0.0"}')]
+    open(path, "wb").write(tar_bytes(entries))
+    with open_archive(path) as archive:
+        assert archive.format == "docker-archive+oci"
+        (read,) = archive.images
+        assert read.id == image.id and read.repo_tags == ["hello:29"]
+        assert read.digests == [sha256_digest(manifest), sha256_digest(index)]
+        assert read.layers[0].size is None
+        assert read_all(read.layers[0]) == raw
+    dest = str(tmp_path / "ours.tar")
+    with open_archive(path) as archive:
+        save_archive(archive.images, dest)
+    with open_archive(dest) as archive:
+        assert archive.images[0].layers[0].size == len(raw)
+
+
+def test_tar_writer_long_names_and_huge_sizes_use_pax():
+    from ansible_collections.airgap.images.plugins.module_utils.tarwriter import TarWriter
+    out = io.BytesIO()
+    writer = TarWriter(out)
+    long_name = "blobs/" + "d" * 150
+    writer.add_bytes(long_name, b"x")
+    writer.close()
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        assert tar.getnames() == [long_name]
+        assert tar.extractfile(long_name).read() == b"x"
+
+    sink = io.BytesIO()
+    TarWriter(sink)._header("big", tarfile.REGTYPE, size=9 * 1024 ** 3)  # pylint: disable=protected-access
+    assert b"size=%d\n" % (9 * 1024 ** 3) in sink.getvalue()
+    info = tarfile.TarInfo.frombuf(sink.getvalue()[-512:], "utf-8", "strict")
+    assert info.name == "big"
