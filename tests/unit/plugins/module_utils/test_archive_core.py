@@ -342,3 +342,31 @@ def test_tar_writer_long_names_and_huge_sizes_use_pax():
     assert b"size=%d\n" % (9 * 1024 ** 3) in sink.getvalue()
     info = tarfile.TarInfo.frombuf(sink.getvalue()[-512:], "utf-8", "strict")
     assert info.name == "big"
+
+
+def test_docker25_style_layer_sources_and_orphan_blobs(tmp_path):
+    """Docker 25+ lists LayerSources (uncompressed sizes) and leaves legacy v1 JSON blobs unreferenced."""
+    from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import tar_bytes
+    image_a, _image_b = sample_images()
+    ours = str(tmp_path / "ours.tar")
+    save_archive([image_a], ours)
+    with tarfile.open(ours) as tar:
+        entries = [(m.name, m.type, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+    sizes = {diff_id: len(read_all(layer)) for diff_id, layer in zip(image_a.diff_ids, image_a.layers)}
+    rewritten = []
+    for name, kind, data in entries:
+        if name == "manifest.json":
+            item = json.loads(data)[0]
+            item["LayerSources"] = {d: {"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": s, "digest": d}
+                                    for d, s in sizes.items()}
+            data = json.dumps([item]).encode()
+        rewritten.append((name, kind, data))
+    orphan = b'{"id":"legacy-v1-json"}'
+    rewritten.insert(3, ("blobs/sha256/" + sha256_digest(orphan).split(":")[1], tarfile.REGTYPE, orphan))
+    docker25 = str(tmp_path / "docker25.tar")
+    open(docker25, "wb").write(tar_bytes(rewritten))
+    with open_archive(docker25) as archive:
+        (image,) = archive.images
+        assert image.id == image_a.id
+        assert [layer.size for layer in image.layers] == [sizes[d] for d in image_a.diff_ids]
+        assert [read_all(layer) for layer in image.layers] == [read_all(layer) for layer in image_a.layers]
