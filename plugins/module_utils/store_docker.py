@@ -66,10 +66,14 @@ class DockerClient:
 
     def _configure_tls(self, tls_verify, cert_path, ca_path):
         if cert_path:
+            if not os.path.isdir(cert_path):
+                raise StoreError("%s: the TLS certificate directory %s (DOCKER_CERT_PATH) does not exist" % (self, cert_path))
             client = (os.path.join(cert_path, "cert.pem"), os.path.join(cert_path, "key.pem"))
             if all(os.path.exists(path) for path in client):
                 self.session.cert = client
             ca_path = ca_path or os.path.join(cert_path, "ca.pem")
+        if tls_verify and ca_path and not os.path.isfile(ca_path):
+            raise StoreError("%s: the CA certificate %s does not exist" % (self, ca_path))
         self.session.verify = (ca_path or True) if tls_verify else False
 
     def __str__(self):
@@ -106,6 +110,8 @@ class DockerClient:
         timeout = (self.timeout, None) if stream else (self.timeout, self.timeout)
         try:
             return self.session.request(method, url, stream=stream, timeout=timeout, **kwargs)
+        except requests.exceptions.SSLError as err:
+            raise StoreError("cannot reach %s: TLS failed (%s); check DOCKER_CERT_PATH / ca_path" % (self, err)) from None
         except requests.exceptions.ConnectionError as err:
             raise StoreError(self._unreachable(err)) from None
         except requests.exceptions.Timeout:

@@ -28,6 +28,7 @@ from .reference import parse_reference
 
 ACCEPT = ", ".join((MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST))
 RETRIES = 4
+UPLOAD_CHUNK = 64 * 1024 * 1024
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -48,6 +49,9 @@ class RegistryStore:
         self.session.verify = (ca_path or True) if validate_certs else False
         self._credentials = (username, password) if username else _docker_config_credentials(self.host, docker_config)
         self._tokens = {}
+        self._blob_homes = {}
+        self.mounted = []
+        self.chunk_size = UPLOAD_CHUNK
 
     def __str__(self):
         return "registry %s" % self.base_url
@@ -106,9 +110,7 @@ class RegistryStore:
         realm = params.pop("realm", None)
         if not realm:
             raise StoreError("%s: Bearer challenge without a realm" % self)
-        query = {"service": params.get("service", "")}
-        if scope:
-            query["scope"] = scope
+        query = [("service", params.get("service", ""))] + [("scope", part) for part in scope.split()]
         headers = {"Authorization": "Basic " + _basic(*self._credentials)} if self._credentials else {}
         try:
             answer = self.session.get(realm + "?" + urlencode(query), headers=headers, timeout=self.timeout)
@@ -192,10 +194,11 @@ class RegistryStore:
         for layer in image.layers:
             size = layer.measured_size()
             descriptors.append(layer_descriptor(layer.diff_id, size))
-            if not self.has_blob(repo, layer.diff_id):
+            if not self.has_blob(repo, layer.diff_id) and not self._mount(repo, layer.diff_id):
                 with layer.open() as stream:
                     self._upload(repo, layer.diff_id, stream, size)
                 uploaded += size
+            self._blob_homes[layer.diff_id] = repo
         if not self.has_blob(repo, image.id):
             self._upload(repo, image.id, io.BytesIO(image.config_bytes), len(image.config_bytes))
             uploaded += len(image.config_bytes)
@@ -205,10 +208,34 @@ class RegistryStore:
                           expect=(201,), data=manifest, headers={"Content-Type": MEDIA_OCI_MANIFEST})
         return uploaded
 
+    def _mount(self, repo, digest):
+        """Link a blob this store put in another repository (cross-repository mount); False when not possible."""
+        home = self._blob_homes.get(digest)
+        if home is None or home == repo:
+            return False
+        scope = "repository:%s:pull,push repository:%s:pull" % (repo, home)
+        response = self._request("POST", "/v2/%s/blobs/uploads/?%s" % (repo, urlencode({"mount": digest, "from": home})),
+                                 scope, expect=(201, 202))
+        if response.status_code == 202:  # the registry declined and opened an upload instead: cancel it
+            self._request("DELETE", urljoin(self.base_url, response.headers["Location"]), scope, expect=(204, 404, 405))
+            return False
+        self.mounted.append(digest)
+        return True
+
     def _upload(self, repo, digest, stream, size):
+        """Upload in one PUT, or in PATCH chunks of ``chunk_size`` when the blob is larger than that."""
         scope = "repository:%s:pull,push" % repo
-        started = self._request("POST", "/v2/%s/blobs/uploads/" % repo, scope, expect=(202,))
-        location = started.headers["Location"]
+        location = self._request("POST", "/v2/%s/blobs/uploads/" % repo, scope, expect=(202,)).headers["Location"]
+        if size > self.chunk_size:
+            offset = 0
+            while offset < size:
+                length = min(self.chunk_size, size - offset)
+                response = self._request("PATCH", location, scope, expect=(202,), data=_SizedStream(stream, length), headers={
+                    "Content-Type": "application/octet-stream", "Content-Length": str(length),
+                    "Content-Range": "%d-%d" % (offset, offset + length - 1)})
+                location = response.headers["Location"]
+                offset += length
+            stream, size = io.BytesIO(b""), 0
         separator = "&" if "?" in location else "?"
         self._request("PUT", location + separator + urlencode({"digest": digest}), scope, expect=(201,),
                       data=_SizedStream(stream, size), headers={"Content-Type": "application/octet-stream",
@@ -216,17 +243,21 @@ class RegistryStore:
 
 
 class _SizedStream:
-    """A request body of known length (so requests sends Content-Length, not chunked encoding)."""
+    """The next ``size`` bytes of ``stream`` as a request body of known length (Content-Length, not chunked)."""
 
     def __init__(self, stream, size):
         self._stream = stream
+        self._left = size
         self.len = size
 
     def __len__(self):
         return self.len
 
     def read(self, size=-1):
-        return self._stream.read(CHUNK_SIZE if size is None or size < 0 else size)
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._stream.read(min(want, CHUNK_SIZE)) if want > 0 else b""
+        self._left -= len(data)
+        return data
 
 
 def _replayable(kwargs):

@@ -287,12 +287,17 @@ class Dockerd(Daemon):
     """Debian's dockerd 20.10 with vfs storage, no networking set-up, and its own managed containerd.
 
     ``socket`` is the API socket path, ``host`` the ``unix://`` URL for ``-H``/``DOCKER_HOST``.
+    With ``tls`` (a CertificateAuthority) it also listens on ``tcp_host`` (``tcp://127.0.0.1:PORT``)
+    with ``--tlsverify``; ``client_cert_path`` is then a ``DOCKER_CERT_PATH`` for a client.
     """
 
     name = "dockerd"
 
-    def __init__(self, directory):
+    def __init__(self, directory, tls=None):
         super().__init__(directory)
+        self.tls = tls
+        self.tcp_host = None
+        self.client_cert_path = None
         self.socket = os.path.join(self.dir, "docker.sock")
         self.host = "unix://" + self.socket
         self.data_root = os.path.join(self.dir, "data")
@@ -315,9 +320,17 @@ class Dockerd(Daemon):
             "--exec-root", self.exec_root,
             "--pidfile", self.pidfile,
             "-H", self.host,
-        ], env=_daemon_env())
+        ] + self._tls_args(), env=_daemon_env())
         _wait_until(self.ping, timeout, "dockerd in %s" % self.dir, self.proc, self.log_path)
         return self
+
+    def _tls_args(self):
+        if self.tls is None:
+            return []
+        cert, key = self.tls.server_cert(os.path.join(self.dir, "tls"))
+        self.client_cert_path = self.tls.client_cert(os.path.join(self.dir, "client-certs"))
+        self.tcp_host = "tcp://127.0.0.1:%d" % free_port()
+        return ["-H", self.tcp_host, "--tlsverify", "--tlscacert", self.tls.ca_cert, "--tlscert", cert, "--tlskey", key]
 
     def ping(self):
         """True when the daemon answers ``GET /_ping`` with OK."""
@@ -657,23 +670,33 @@ class CertificateAuthority:
 
     def server_cert(self, directory):
         """Write a key and a certificate for 127.0.0.1 and localhost into ``directory``; return (cert, key)."""
+        return self._issue(directory, "server", "/CN=127.0.0.1", ["subjectAltName=IP:127.0.0.1,DNS:localhost"], "serverAuth")
+
+    def client_cert(self, directory):
+        """Write ``cert.pem``, ``key.pem`` and ``ca.pem`` (a docker ``DOCKER_CERT_PATH``) into ``directory``; return it."""
+        cert, key = self._issue(directory, "client", "/CN=airgap-test-client", [], "clientAuth")
+        os.replace(cert, os.path.join(directory, "cert.pem"))
+        os.replace(key, os.path.join(directory, "key.pem"))
+        shutil.copyfile(self.ca_cert, os.path.join(directory, "ca.pem"))
+        return directory
+
+    def _issue(self, directory, name, subject, extra, usage):
         os.makedirs(directory, exist_ok=True)
-        key = os.path.join(directory, "server.key")
-        csr = os.path.join(directory, "server.csr")
-        cert = os.path.join(directory, "server.crt")
-        ext = os.path.join(directory, "server.ext")
-        _write(ext, "\n".join([
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        key = os.path.join(directory, name + ".key")
+        csr = os.path.join(directory, name + ".csr")
+        cert = os.path.join(directory, name + ".crt")
+        ext = os.path.join(directory, name + ".ext")
+        _write(ext, "\n".join(extra + [
             "basicConstraints=CA:FALSE",
             "keyUsage=critical,digitalSignature,keyEncipherment",
-            "extendedKeyUsage=serverAuth",
+            "extendedKeyUsage=" + usage,
             "",
         ]))
         with self._lock:
             self._serial += 1
             serial = self._serial
         run_command([OPENSSL, "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                     "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"])
+                     "-keyout", key, "-out", csr, "-subj", subject])
         run_command([OPENSSL, "x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
                      "-set_serial", str(serial), "-days", "3", "-out", cert, "-extfile", ext])
         return cert, key
@@ -819,9 +842,9 @@ class Engines:
             self._started.append(engine)
         return engine
 
-    def dockerd(self):
-        """Start and return a new, empty :class:`Dockerd`."""
-        daemon = self._track(Dockerd(self._subdir("d")))
+    def dockerd(self, tls=False):
+        """Start and return a new, empty :class:`Dockerd` (also on TCP with mutual TLS when ``tls``)."""
+        daemon = self._track(Dockerd(self._subdir("d"), self.ca() if tls else None))
         return daemon.start()
 
     def containerd(self, namespace="k8s.io"):

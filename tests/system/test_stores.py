@@ -170,3 +170,128 @@ def test_registry_credentials_from_docker_config(registry_factory, dockerd, dock
     store = open_store("registry", secure.host, insecure_http=True, docker_config=str(config))
     store.load(archive)
     assert store.find("airgap-test/base:1").diff_ids == docker_images["airgap-test/base:1"].diff_ids
+
+
+def test_docker_over_tcp_with_mutual_tls_from_the_environment(dockerd_factory, docker_images_archive, monkeypatch):
+    secured = dockerd_factory(tls=True)
+    monkeypatch.setenv("DOCKER_HOST", secured.tcp_host)
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", secured.client_cert_path)
+    store = open_store("docker")
+    assert store.client.base_url == "https://" + secured.tcp_host.split("://", 1)[1]
+    store.load(docker_images_archive, images=["airgap-test/base:1"])
+    assert store.find("airgap-test/base:1").repo_tags == ["airgap-test/base:1"]
+    assert store.client.api_version == "1.41"
+    monkeypatch.setenv("DOCKER_CERT_PATH", "/nonexistent")
+    with pytest.raises(StoreError) as err:
+        open_store("docker").find("airgap-test/base:1")
+    assert secured.tcp_host in str(err.value)
+
+
+def test_stopped_engine_is_a_clear_error(dockerd_factory, docker_images_archive, engines):
+    stopped = dockerd_factory()
+    store = open_store("docker", stopped.host)
+    store.load(docker_images_archive, images=["airgap-test/base:1"])
+    engines.stop(stopped)
+    with pytest.raises(StoreError) as err:
+        store.find("airgap-test/base:1")
+    assert "cannot reach Docker at %s" % stopped.host in str(err.value)
+    assert "is the engine running" in str(err.value) or "socket does not exist" in str(err.value)
+
+
+def test_registry_push_mounts_shared_layers_and_uploads_in_chunks(registry_factory, dockerd, docker_images, tmp_path):
+    target = registry_factory()
+    archive = str(tmp_path / "apps.tar")
+    with open_store("docker", dockerd.host).open_images(list(APPS), str(tmp_path)) as images:
+        save_archive(images, archive)
+    store = open_store("registry", target.host, insecure_http=True)
+    store.chunk_size = 256 * 1024  # every test layer (1.1 to 1.5 MB) goes up in several PATCH requests
+    with open_archive(archive) as opened:
+        uploaded = store.push(opened.images)
+    shared = docker_images["airgap-test/lib:1"].diff_ids
+    assert sorted(store.mounted) == sorted(shared)
+    app_layers = [docker_images[name].diff_ids[-1] for name in APPS]
+    assert uploaded < sum(docker_images[name].inspect["Size"] for name in APPS)
+    for name in APPS:
+        found = store.find(name)
+        assert found.diff_ids == docker_images[name].diff_ids
+        assert found.config_digest == docker_images[name].id
+    for repo in ("airgap-test/app-a", "airgap-test/app-b"):
+        for diff_id in shared:
+            assert target.get("/v2/%s/blobs/%s" % (repo, diff_id))[0] == 200
+    assert len(set(app_layers)) == 2
+
+
+class CuttingProxy:
+    """A TCP proxy to a registry that breaks the first blob download after ``cut_after`` bytes."""
+
+    def __init__(self, upstream_port, cut_after=200000):
+        import socket  # pylint: disable=import-outside-toplevel
+        import threading  # pylint: disable=import-outside-toplevel
+        self.upstream_port = upstream_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.port = self.server.getsockname()[1]
+        self._socket = socket
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading  # pylint: disable=import-outside-toplevel
+        while True:
+            try:
+                client, _address = self.server.accept()
+            except OSError:
+                return
+            upstream = self._socket.create_connection(("127.0.0.1", self.upstream_port))
+            state = {"armed": False, "sent": 0}
+            threading.Thread(target=self._pipe, args=(client, upstream, state, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, state, False), daemon=True).start()
+
+    def _pipe(self, source, sink, state, from_client):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if from_client and b"GET /v2/" in data and b"/blobs/sha256:" in data and self.cuts == 0:
+                    state["armed"] = True
+                if not from_client and state["armed"]:
+                    state["sent"] += len(data)
+                    if state["sent"] > self.cut_after:
+                        self.cuts += 1
+                        state["armed"] = False
+                        break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self):
+        self.server.close()
+
+
+def test_registry_blob_download_resumes_after_a_broken_connection(registry, dockerd, docker_images, tmp_path):
+    pushed = str(tmp_path / "base.tar")
+    with open_store("docker", dockerd.host).open_images(["airgap-test/base:1"], str(tmp_path)) as images:
+        save_archive(images, pushed)
+    open_store("registry", registry.host, insecure_http=True).load(pushed)
+    proxy = CuttingProxy(int(registry.host.split(":")[1]))
+    try:
+        store = open_store("registry", "127.0.0.1:%d" % proxy.port, insecure_http=True)
+        pulled = str(tmp_path / "pulled.tar")
+        with store.open_images(["airgap-test/base:1"]) as images:
+            save_archive(images, pulled)
+        assert proxy.cuts == 1
+        with open_archive(pulled) as archive:
+            assert archive.images[0].id == docker_images["airgap-test/base:1"].id
+            assert archive.images[0].diff_ids == docker_images["airgap-test/base:1"].diff_ids
+    finally:
+        proxy.close()
