@@ -64,11 +64,13 @@ class RegistryStore:
     def _request(self, method, url, scope, expect=(200,), stream=False, **kwargs):
         url = urljoin(self.base_url, url)
         headers = dict(kwargs.pop("headers", {}))
+        challenged = False
         for attempt in range(RETRIES):
             if scope in self._tokens:
                 headers["Authorization"] = self._tokens[scope]
             response = self._send(method, url, headers, stream, **kwargs)
-            if response.status_code == 401 and scope not in self._tokens:
+            if response.status_code == 401 and not challenged and _replayable(kwargs):
+                challenged = True  # first contact, or an expired token: answer the challenge once
                 self._authenticate(response, scope)
                 continue
             if response.status_code in (429, 502, 503, 504) and attempt + 1 < RETRIES and _replayable(kwargs):

@@ -539,8 +539,9 @@ class Registry(Daemon):
 
     name = "registry"
 
-    def __init__(self, directory, auth=None, tls=None):
+    def __init__(self, directory, auth=None, tls=None, token=False):
         super().__init__(directory)
+        self.token_server = TokenServer(os.path.join(self.dir, "token"), auth) if token else None
         self.storage = os.path.join(self.dir, "storage")
         self.config_path = os.path.join(self.dir, "config.yml")
         self.auth = auth
@@ -571,7 +572,10 @@ class Registry(Daemon):
         if self.tls is not None:
             cert, key = self.tls.server_cert(os.path.join(self.dir, "tls"))
             lines += ["  tls:", "    certificate: %s" % cert, "    key: %s" % key]
-        if self.auth is not None:
+        if self.token_server is not None:
+            lines += ["auth:", "  token:", "    realm: %s" % self.token_server.realm, "    service: %s" % TokenServer.SERVICE,
+                      "    issuer: %s" % TokenServer.ISSUER, "    rootcertbundle: %s" % self.token_server.cert_path]
+        elif self.auth is not None:
             htpasswd = os.path.join(self.dir, "htpasswd")
             _write(htpasswd, htpasswd_line(*self.auth))
             lines += ["auth:", "  htpasswd:", "    realm: airgap-test", "    path: %s" % htpasswd]
@@ -647,9 +651,97 @@ class Registry(Daemon):
 
     def stop(self):
         super().stop()
+        if self.token_server is not None:
+            self.token_server.stop()
         if self._docker_certs_dir is not None:
             shutil.rmtree(self._docker_certs_dir, ignore_errors=True)
             self._docker_certs_dir = None
+
+
+class TokenServer:
+    """A Bearer token service for distribution's ``auth: token`` (the flow Docker Hub, Harbor and GitLab use).
+
+    Checks HTTP Basic credentials (when ``auth`` is given) and answers ``{"token": JWT}``: RS256-signed, the
+    signing certificate in the ``x5c`` header and in the registry's ``rootcertbundle``, granting the scopes asked.
+    ``requests`` counts the token requests served.
+    """
+
+    SERVICE = "airgap-test-registry"
+    ISSUER = "airgap-test-token-issuer"
+
+    def __init__(self, directory, auth):
+        # pylint: disable=import-outside-toplevel
+        import datetime
+        import http.server
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+        os.makedirs(directory, exist_ok=True)
+        self.auth = auth
+        self.requests = 0
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "airgap test token signer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self._key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(self._key, hashes.SHA256()))
+        self.cert_path = os.path.join(directory, "token-signer.pem")
+        _write(self.cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # pylint: disable=invalid-name
+                server.requests += 1
+                status, body = server.answer(self.path, self.headers.get("Authorization", ""))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps(body).encode())
+
+            def log_message(self, *args):  # pylint: disable=arguments-differ
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = "http://127.0.0.1:%d/token" % self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def answer(self, path, authorization):
+        """(HTTP status, JSON body) for one token request."""
+        import urllib.parse  # pylint: disable=import-outside-toplevel
+        if self.auth is not None:
+            expected = "Basic " + base64.b64encode(("%s:%s" % self.auth).encode()).decode()
+            if authorization != expected:
+                return 401, {"details": "invalid credentials"}
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+        access = []
+        for scope in query.get("scope", []):
+            kind, repo, actions = scope.split(":")
+            access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+        return 200, {"token": self._jwt(access)}
+
+    def _jwt(self, access):
+        # pylint: disable=import-outside-toplevel
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def encode(value):
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
+
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
+        claims = {"iss": self.ISSUER, "sub": self.auth[0] if self.auth else "", "aud": self.SERVICE, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": "%d-%d" % (now, random.getrandbits(32)), "access": access}
+        signing_input = encode(header) + b"." + encode(claims)
+        signature = self._key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+
+    def stop(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 class CertificateAuthority:
@@ -867,9 +959,10 @@ class Engines:
                 self._ca = CertificateAuthority(os.path.join(self.dir, "ca"))
             return self._ca
 
-    def registry(self, auth=None, tls=False):
-        """Start and return a :class:`Registry`; ``auth=(user, password)`` adds htpasswd auth, ``tls=True`` HTTPS."""
-        daemon = self._track(Registry(self._subdir("r"), auth=auth, tls=self.ca() if tls else None))
+    def registry(self, auth=None, tls=False, token=False):
+        """Start and return a :class:`Registry`; ``auth=(user, password)`` adds htpasswd auth (or, with ``token=True``,
+        Bearer tokens from a token server that checks those credentials); ``tls=True`` HTTPS."""
+        daemon = self._track(Registry(self._subdir("r"), auth=auth, tls=self.ca() if tls else None, token=token))
         return daemon.start()
 
     def stop(self, engine):

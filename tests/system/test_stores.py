@@ -295,3 +295,20 @@ def test_registry_blob_download_resumes_after_a_broken_connection(registry, dock
             assert archive.images[0].diff_ids == docker_images["airgap-test/base:1"].diff_ids
     finally:
         proxy.close()
+
+
+def test_registry_with_bearer_tokens(registry_factory, dockerd, docker_images, tmp_path):
+    secured = registry_factory(auth=("robot", "t0ken-Pa55"), token=True)
+    status, headers, _body = secured.get("/v2/", auth=False)
+    assert status == 401 and headers.get("Www-Authenticate", headers.get("WWW-Authenticate", "")).startswith("Bearer ")
+    archive = str(tmp_path / "lib.tar")
+    with open_store("docker", dockerd.host).open_images(["airgap-test/lib:1"], str(tmp_path)) as images:
+        save_archive(images, archive)
+    store = open_store("registry", secured.host, username="robot", password="t0ken-Pa55", insecure_http=True)
+    store.load(archive)
+    assert store.find("airgap-test/lib:1").config_digest == docker_images["airgap-test/lib:1"].id
+    assert secured.token_server.requests >= 2  # a push scope and a pull scope at least
+    wrong = open_store("registry", secured.host, username="robot", password="nope", insecure_http=True)
+    with pytest.raises(StoreError) as err:
+        wrong.find("airgap-test/lib:1")
+    assert "authentication failed" in str(err.value) and "nope" not in str(err.value)
