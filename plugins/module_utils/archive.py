@@ -13,11 +13,11 @@ import os
 
 from .atomic import atomic_file
 
-from .digest import HashingWriter
+from .digest import HashingWriter, sha256_digest
 from .compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
 from .docker_archive import read_docker_archive, write_docker_archive
 from .errors import ArchiveError, ImageError
-from .oci_layout import digests_by_config, read_layout_images, write_oci_archive
+from .oci_layout import build_manifest, digests_by_config, layer_descriptor, read_layout_images, write_oci_archive
 from .safetar import DirSource, open_source
 
 DOCKER_ARCHIVE = "docker-archive"
@@ -34,11 +34,11 @@ class Archive:
     using them.
     """
 
-    def __init__(self, path, platform=None):
+    def __init__(self, path, platform=None, head_only=False):
         self.path = path
         self.source = open_source(path)
         try:
-            self.format, self.images = _read(self.source, platform)
+            self.format, self.images = _read(self.source, platform, head_only)
         except Exception:
             self.source.close()
             raise
@@ -63,13 +63,22 @@ class Archive:
         }
 
 
-def open_archive(path, platform=None):
-    return Archive(path, platform)
+def open_archive(path, platform=None, head_only=False):
+    """The images of the archive at ``path``.
+
+    ``head_only`` reads no further into a compressed docker-archive than its
+    metadata (which our writer puts first): what idempotency checks need. The
+    images then carry the manifest digest our writer gives them instead of the
+    digests index.json lists.
+    """
+    return Archive(path, platform, head_only)
 
 
-def _read(source, platform):
+def _read(source, platform, head_only=False):
     if source.exists("manifest.json"):
         images = read_docker_archive(source)
+        if head_only and source.compression != NONE:
+            return DOCKER_ARCHIVE, [image.with_digests(_our_manifest_digest(image)) for image in images]
         if not (source.exists("index.json") and source.exists("oci-layout")):
             return DOCKER_ARCHIVE, images
         digests = digests_by_config(source, platform)
@@ -79,6 +88,13 @@ def _read(source, platform):
                 read_layout_images(source, platform))
     raise ArchiveError("%s: not an image archive: it has neither manifest.json (docker save) nor index.json (OCI layout); "
                        "a root filesystem tarball is loaded with `docker import`, not as an image archive" % source.label)
+
+
+def _our_manifest_digest(image):
+    sizes = [layer.size for layer in image.layers]
+    if None in sizes:
+        return []
+    return [sha256_digest(build_manifest(image, [layer_descriptor(d, size) for d, size in zip(image.diff_ids, sizes)]))]
 
 
 class SaveResult:

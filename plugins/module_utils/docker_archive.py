@@ -15,8 +15,8 @@ first blocks.
 from .compression import NONE, detect
 from .errors import ArchiveError, InvalidReferenceError
 from .model import MEDIA_DOCKER_LAYER, MEDIA_OCI_LAYER, Image, Layer, parse_config
-from .oci_layout import (OCI_LAYOUT_BYTES, blob_path, build_index, canonical_json, digest_of_path, oci_index_entries,
-                         plan_write, write_configs, write_layers, write_manifests)
+from .oci_layout import (OCI_LAYOUT_BYTES, blob_path, build_index, canonical_json, digest_of_path, layer_descriptor,
+                         oci_index_entries, plan_write, write_configs, write_layers, write_manifests)
 from .reference import parse_reference
 from .tarwriter import TarWriter
 
@@ -114,7 +114,7 @@ def write_docker_archive(images, sink, omit_layers=()):
     """
     images, layers, sizes, manifests = plan_write(images, omit_layers)
     tar = TarWriter(sink)
-    tar.add_bytes("manifest.json", canonical_json([_manifest_item(image) for image in images]) + b"\n")
+    tar.add_bytes("manifest.json", canonical_json([_manifest_item(image, sizes) for image in images]) + b"\n")
     repositories = _repositories(images)
     if repositories:
         tar.add_bytes("repositories", canonical_json(repositories) + b"\n")
@@ -129,13 +129,15 @@ def write_docker_archive(images, sink, omit_layers=()):
     return tar.position
 
 
-def _manifest_item(image):
+def _manifest_item(image, sizes):
     """RepoTags are fully qualified: Docker familiarises them on load, and podman would otherwise apply
-    its short-name rules (``localhost/...``)."""
+    its short-name rules (``localhost/...``). LayerSources (as Docker 25+ writes them) give every layer's
+    size in the head of the archive."""
     return {
         "Config": blob_path(image.id),
         "RepoTags": [str(ref) for ref in image.references if ref.tag and not ref.digest],
         "Layers": [blob_path(diff_id) for diff_id in image.diff_ids],
+        "LayerSources": {diff_id: layer_descriptor(diff_id, sizes[diff_id]) for diff_id in image.diff_ids},
     }
 
 

@@ -135,6 +135,8 @@ class ContainerdImageStore(_ModelStore, ContainerdStore):
 
 
 class RegistryImageStore(_ModelStore, RegistryStore):
+    finds_by_id = False  # a registry is searched by name only
+
     def images(self, platform=None):  # pylint: disable=unused-argument
         raise StoreError("%s cannot list its images; name them" % self)
 

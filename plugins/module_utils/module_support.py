@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the modules share: the engine options and turning them into a store.
+
+This file is the only part of module_utils the modules need Ansible for; it
+imports nothing from Ansible itself, so the core stays usable without it.
+"""
+
+import signal
+import time
+
+from .http_unix import requests_missing
+
+ENGINE_ARGS = dict(
+    engine=dict(type="str", default="docker", choices=["docker", "podman", "containerd", "registry", "oci"]),
+    engine_host=dict(type="str"),
+    containerd_namespace=dict(type="str"),
+    platform=dict(type="str"),
+    username=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    insecure_registry=dict(type="bool", default=False),
+    timeout=dict(type="int", default=60),
+)
+
+NEEDS_REQUESTS = ("docker", "podman", "registry")
+
+
+def engine_argument_spec(**module_args):
+    spec = dict(ENGINE_ARGS)
+    spec.update(module_args)
+    return spec
+
+
+def requests_needed(params):
+    """True when this engine needs ``requests`` and the host lacks it (the module then calls missing_required_lib)."""
+    return params["engine"] in NEEDS_REQUESTS and requests_missing()
+
+
+def store_from_params(params):
+    from .store import open_store  # pylint: disable=import-outside-toplevel
+    return open_store(params["engine"], params["engine_host"], namespace=params["containerd_namespace"],
+                      platform=params["platform"], username=params["username"], password=params["password"],
+                      validate_certs=params["validate_certs"], ca_path=params["ca_path"], timeout=params["timeout"],
+                      insecure_http=params["insecure_registry"])
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised so that temp files are removed on the way out."""
+
+
+def _raise_terminated(signum, frame):  # pylint: disable=unused-argument
+    raise Terminated("terminated by signal %d" % signum)
+
+
+def clean_up_on_sigterm():
+    """Turn SIGTERM (a killed task, a stopped play) into an exception: every temp file is then removed as on any failure."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+class Stopwatch:
+    def __init__(self):
+        self.started = time.time()
+
+    @property
+    def seconds(self):
+        return round(time.time() - self.started, 3)
+
+    def throughput(self, size):
+        """MB/s for ``size`` bytes since the start (None for nothing measured)."""
+        elapsed = time.time() - self.started
+        return round(size / elapsed / 1e6, 1) if size and elapsed > 0 else None
+
+
+def describe_images(images):
+    """The ``images`` return value: one dict per image."""
+    return [{"id": image.id, "repo_tags": sorted(image.repo_tags), "diff_ids": list(image.diff_ids), "size": image.size}
+            for image in images]

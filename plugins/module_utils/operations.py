@@ -1,0 +1,237 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What image_save, image_load and image_archive_info do, without Ansible: plan, then act.
+
+Each ``plan_*`` reads only metadata (the head of an archive, the store's
+inspect answers) and says what would change and why; ``run_*`` does it. Check
+mode is the plan alone, so it predicts exactly.
+"""
+
+import os
+import shutil
+import tempfile
+
+from .archive import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR, open_archive, save_archive
+from .compression import SUFFIXES
+from .digest import drain
+from .errors import ArchiveError, ImageError, ImageNotFoundError
+from .reference import parse_image_selector, parse_reference
+from .store_layout import LayoutStore
+
+
+# Saving -------------------------------------------------------------------------------------------------
+
+class Wanted:
+    """One image to save: what the user asked for, what the store has, and the tags the archive should carry."""
+
+    def __init__(self, selector, store_image):
+        self.selector = selector
+        self.store_image = store_image
+        reference = parse_image_selector(selector).reference
+        self.tags = [reference.familiar()] if reference is not None and reference.tag and not reference.digest else []
+
+    def line(self):
+        return "%s %s" % (self.store_image.config_digest or self.store_image.id, ",".join(self.tags) or "<untagged>")
+
+
+def find_wanted(store, selectors):
+    wanted = []
+    for selector in selectors:
+        found = store.find(selector)
+        if found is None:
+            raise ImageNotFoundError("image %s not found in %s" % (selector, store))
+        wanted.append(Wanted(selector, found))
+    return wanted
+
+
+def archive_lines(images):
+    return sorted("%s %s" % (image.id, ",".join(sorted(image.repo_tags)) or "<untagged>") for image in images)
+
+
+def save_reason(wanted, dest, archive_format, compression, force):
+    """Why ``dest`` must be (re)written, or None when it already holds exactly the wanted images; and what it holds."""
+    if force:
+        return "force is set", []
+    if not os.path.exists(dest):
+        return "%s does not exist" % dest, []
+    try:
+        with open_archive(dest, head_only=True) as archive:
+            existing = archive.images
+            held_format = OCI_DIR if archive.directory else (OCI_ARCHIVE if archive.format == OCI_ARCHIVE else DOCKER_ARCHIVE)
+            held_compression = archive.compression
+    except ImageError as err:
+        return "%s is not a readable image archive (%s)" % (dest, err), []
+    if held_format != archive_format:
+        return "%s is a %s, %s was asked for" % (dest, held_format, archive_format), existing
+    if held_compression != compression:
+        return "%s is compressed with %s, %s was asked for" % (dest, held_compression, compression), existing
+    return _content_difference(wanted, existing), existing
+
+
+def _content_difference(wanted, existing):
+    unmatched = list(existing)
+    for item in wanted:
+        match = next((image for image in unmatched if item.store_image.same_content(image)), None)
+        if match is None:
+            return "%s is not in the archive, or its content differs" % item.selector
+        if sorted(match.repo_tags) != sorted(item.tags):
+            held = ", ".join(sorted(match.repo_tags)) or "nothing"
+            return "%s: the archive tags it %s, wanted %s" % (item.selector, held, ", ".join(item.tags) or "nothing")
+        unmatched.remove(match)
+    if unmatched:
+        return "the archive also holds %s, which was not asked for" % ", ".join(image.describe() for image in unmatched)
+    return None
+
+
+def run_save(store, wanted, dest, archive_format, compression, level):
+    """Export from ``store`` and write ``dest``; returns (images written, SaveResult or None for a directory)."""
+    folder = os.path.dirname(os.path.abspath(dest))
+    with store.open_images([item.selector for item in wanted], folder) as images:
+        images = [_with_tags(image, item) for image, item in zip(_in_request_order(images, wanted), wanted)]
+        if archive_format == OCI_DIR:
+            _write_layout_dir(images, dest)
+            return images, None
+        return images, save_archive(images, dest, archive_format, compression, level)
+
+
+def _in_request_order(images, wanted):
+    ordered = []
+    for item in wanted:
+        match = next((image for image in images if item.store_image.same_content(image)), None)
+        if match is None:
+            raise ArchiveError("%s exported something other than %s" % (item.store_image, item.selector))
+        ordered.append(match)
+    return ordered
+
+
+def _with_tags(image, item):
+    return image.with_references([parse_reference(tag) for tag in item.tags])
+
+
+def _write_layout_dir(images, dest):
+    """An OCI layout directory, built beside ``dest`` and swapped in whole."""
+    parent = os.path.dirname(os.path.abspath(dest))
+    building = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".", dir=parent)
+    try:
+        LayoutStore(building).import_images(images)
+        if os.path.isdir(dest):
+            retired = dest + ".old-" + os.path.basename(building)
+            os.rename(dest, retired)
+            os.rename(building, dest)
+            shutil.rmtree(retired)
+        else:
+            os.rename(building, dest)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+
+
+def default_suffix(archive_format, compression):
+    return "" if archive_format == OCI_DIR else ".tar" + SUFFIXES[compression]
+
+
+# Loading ------------------------------------------------------------------------------------------------
+
+class LoadPlan:
+    """For each image of an archive: present with all tags (skip), present without some tags (tag), or absent (load)."""
+
+    def __init__(self):
+        self.skipped = []
+        self.to_tag = []  # (archive image, store image, missing references)
+        self.to_load = []
+
+    @property
+    def changed(self):
+        return bool(self.to_tag or self.to_load)
+
+
+def plan_load(store, images):
+    plan = LoadPlan()
+    for image in images:
+        present = _present(store, image)
+        if present is None:
+            plan.to_load.append(image)
+            continue
+        held = set(present.repo_tags)
+        missing = [ref for ref in image.references if ref.tag and not ref.digest and ref.familiar() not in held]
+        if missing:
+            plan.to_tag.append((image, present, missing))
+        else:
+            plan.skipped.append({"id": image.id, "repo_tags": sorted(image.repo_tags), "reason": "present with all its tags"})
+    return plan
+
+
+def _present(store, image):
+    """The store's copy of ``image`` (same config and layers), looked up by its tags, then by ID."""
+    names = [str(ref) for ref in image.references if ref.tag]
+    if getattr(store, "finds_by_id", True):
+        names.append(image.id)
+    for name in names:
+        try:
+            found = store.find(name)
+        except ImageNotFoundError:
+            found = None
+        if found is not None and found.same_content(image):
+            return found
+    return None
+
+
+def check_layers_available(store, images):
+    """A thin archive can only be loaded where the engine has the layers it leaves out."""
+    absent = [layer for image in images for layer in image.layers if not layer.available]
+    if not absent:
+        return
+    held = store.held_layers()
+    for layer in absent:
+        if layer.diff_id not in held:
+            raise ArchiveError("%s is not in the archive and %s does not have it: load the base (or a full) archive first"
+                               % (layer.what, store))
+
+
+def run_load(store, archive_path, all_images, plan):
+    """Load ``plan.to_load`` (the whole file when that is every image) and tag ``plan.to_tag``."""
+    loaded = []
+    if plan.to_load:
+        check_layers_available(store, plan.to_load)
+        whole = len(plan.to_load) == len(all_images)
+        store.load(archive_path, images=None if whole else [image.id for image in plan.to_load])
+        loaded = plan.to_load
+    tagged = []
+    for _image, present, missing in plan.to_tag:
+        for reference in missing:
+            store.tag(present, reference)
+            tagged.append(reference.familiar())
+    return loaded, tagged
+
+
+def verify_loaded(store, images):
+    """After a load, every image must be there with every tag: the engine's own word, read back."""
+    for image in images:
+        present = _present(store, image)
+        if present is None:
+            raise ImageError("%s reported success, but %s (%s) is not there afterwards" % (store, image.describe(), image.id))
+        missing = sorted(set(image.repo_tags) - set(present.repo_tags))
+        if missing:
+            raise ImageError("%s loaded %s but it lacks the tags %s" % (store, image.id, ", ".join(missing)))
+
+
+# Inspecting ---------------------------------------------------------------------------------------------
+
+def archive_info(path, verify=False, platform=None):
+    with open_archive(path, platform) as archive:
+        images = []
+        for image in archive.images:
+            layers = []
+            for layer in image.layers:
+                entry = {"diff_id": layer.diff_id, "size": layer.size, "media_type": layer.media_type, "present": layer.available}
+                if verify and layer.available:
+                    with layer.open() as stream:
+                        entry["size"] = drain(stream)
+                    entry["verified"] = True
+                layers.append(entry)
+            images.append({"id": image.id, "repo_tags": sorted(image.repo_tags), "digests": image.digests,
+                           "os": image.os, "architecture": image.architecture, "variant": image.variant,
+                           "created": image.created, "size": image.size, "layers": layers})
+        return {"path": path, "format": archive.format, "compression": archive.compression,
+                "directory": archive.directory, "images": images}

@@ -1,0 +1,152 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: image_archive_info
+short_description: Describe the images in an image archive or OCI layout, optionally verifying every layer
+version_added: 0.1.0
+description:
+  - Reads any image archive (C(docker save) of any Docker version, skopeo, podman, C(ctr export), oci-archive; plain,
+    gzip, zstd, xz or bzip2) or OCI layout directory and returns its images, tags, layers and config summary.
+  - Reads only metadata unless O(verify=true), which re-hashes every layer against its DiffID (and every compressed
+    blob against its digest) and fails naming the first layer that does not match.
+  - Never changes anything.
+extends_documentation_fragment:
+  - airgap.images.attributes
+  - airgap.images.attributes.actiongroup
+options:
+  path:
+    description:
+      - The archive file or OCI layout directory.
+    type: path
+    required: true
+  verify:
+    description:
+      - Read every layer and check it against its DiffID.
+    type: bool
+    default: false
+  platform:
+    description:
+      - The platform to pick from multi-platform OCI indexes (V(linux/amd64), ...). Defaults to the host's.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    details: The module never changes anything.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+seealso:
+  - module: airgap.images.image_save
+  - module: airgap.images.image_load
+author:
+  - airgap.images contributors (@airgap-images)
+"""
+
+EXAMPLES = r"""
+- name: What is in this bundle?
+  airgap.images.image_archive_info:
+    path: /var/tmp/bundles/apps.tar.gz
+  register: bundle
+
+- name: Check a bundle that crossed a USB stick, byte for byte
+  airgap.images.image_archive_info:
+    path: /media/usb/apps.tar
+    verify: true
+"""
+
+RETURN = r"""
+format:
+  description: The archive flavour (V(docker-archive), V(docker-archive+oci) for one that is also an OCI layout, V(oci-archive), V(oci-dir)).
+  returned: success
+  type: str
+  sample: docker-archive+oci
+compression:
+  description: Compression of the whole archive (V(none), V(gzip), V(zstd), V(xz), V(bzip2)).
+  returned: success
+  type: str
+  sample: gzip
+directory:
+  description: Whether O(path) is a directory (an OCI layout).
+  returned: success
+  type: bool
+  sample: false
+images:
+  description: The images in the archive.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Image ID (sha256 of the image config).
+      type: str
+      sample: sha256:4e6a6512443b2d1b2ad15cd7d4a2bd2a9c4f7e2e0c2a1d6e49b2c6b5d35b9c2a
+    repo_tags:
+      description: Tags, in Docker's familiar form.
+      type: list
+      elements: str
+      sample: [registry.example.com/team/api:1.4.2]
+    digests:
+      description: Manifest (and index) digests the archive records for the image.
+      type: list
+      elements: str
+      sample: [sha256:58ebf4a3c2c583cace6b067f2ed4d43208c0e2a693d95d84c01b6c0a3ef7ee25]
+    os:
+      description: Operating system from the image config.
+      type: str
+      sample: linux
+    architecture:
+      description: CPU architecture from the image config.
+      type: str
+      sample: amd64
+    variant:
+      description: CPU variant, when the config has one.
+      type: str
+      sample: v8
+    created:
+      description: Creation time from the image config.
+      type: str
+      sample: "2026-11-23T07:44:17.042876988Z"
+    size:
+      description: Uncompressed layer bytes, when known.
+      type: int
+      sample: 73400320
+    layers:
+      description: The layers, bottom first.
+      type: list
+      elements: dict
+      sample: [{diff_id: "sha256:d4f5...", size: 2048, media_type: application/vnd.oci.image.layer.v1.tar, present: true, verified: true}]
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
+from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            verify=dict(type="bool", default=False),
+            platform=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        info = archive_info(module.params["path"], module.params["verify"], module.params["platform"])
+    except ImageError as err:
+        module.fail_json(msg=str(err))
+    except Exception as err:  # pylint: disable=broad-except
+        module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc())
+    info.pop("path")
+    module.exit_json(changed=False, **info)
+
+
+if __name__ == "__main__":
+    main()

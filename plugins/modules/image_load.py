@@ -1,0 +1,204 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: image_load
+short_description: Load images from an archive into an engine, registry or OCI layout, idempotently
+version_added: 0.1.0
+description:
+  - Reads the archive's metadata (any flavour C(docker save), skopeo, podman, C(ctr export) or this collection write;
+    plain, gzip, zstd, xz or bzip2; or an OCI layout directory) and asks the target which of its images it already has.
+  - Images present with all their tags are skipped; an image present under other tags is only tagged; the rest is
+    streamed into the target. Afterwards every image is looked up again and must be there with all its tags.
+  - When the archive holds images that are already present, only the others are sent.
+  - A thin archive (one that leaves out layers, see M(airgap.images.image_save)) loads where the target already has
+    those layers; elsewhere the task fails before sending anything.
+  - Errors the engine streams back during the load are reported verbatim.
+extends_documentation_fragment:
+  - airgap.images.engine
+  - airgap.images.attributes
+  - airgap.images.attributes.actiongroup
+options:
+  src:
+    description:
+      - The archive (C(.tar), C(.tar.gz), C(.tar.zst), ...) or OCI layout directory on the managed host.
+    type: path
+    required: true
+  images:
+    description:
+      - Load only these images of the archive (by tag or ID). All by default.
+    type: list
+    elements: str
+  force:
+    description:
+      - Load even the images that are already present.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Reads the archive's metadata and the target's and reports exactly what a run would load or tag.
+  diff_mode:
+    support: full
+    details: Shows the archive's images that are present in the target before and after.
+  idempotent:
+    support: full
+seealso:
+  - module: airgap.images.image_save
+  - module: airgap.images.image_archive_info
+author:
+  - airgap.images contributors (@airgap-images)
+"""
+
+EXAMPLES = r"""
+- name: Load a bundle into the host's Docker engine
+  airgap.images.image_load:
+    src: /var/tmp/bundles/apps.tar
+
+- name: Load into containerd where the kubelet sees it
+  airgap.images.image_load:
+    engine: containerd
+    src: /var/tmp/bundles/apps.tar.gz
+
+- name: Load one image of a bundle into a site registry
+  airgap.images.image_load:
+    engine: registry
+    engine_host: registry.site.internal:5000
+    ca_path: /etc/pki/site-ca.pem
+    src: /var/tmp/bundles/apps.tar
+    images: [registry.example.com/team/api:1.4.2]
+"""
+
+RETURN = r"""
+images:
+  description: The archive's images this task was about.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Image ID (sha256 of the image config).
+      type: str
+      sample: sha256:4e6a6512443b2d1b2ad15cd7d4a2bd2a9c4f7e2e0c2a1d6e49b2c6b5d35b9c2a
+    repo_tags:
+      description: Tags, in Docker's familiar form.
+      type: list
+      elements: str
+      sample: [registry.example.com/team/api:1.4.2]
+    diff_ids:
+      description: Layer DiffIDs, bottom first.
+      type: list
+      elements: str
+      sample: [sha256:d4f526ad4f1e2f3b6fa1b9c3f0d7e279ad9b6944d37e273658cdebfbb4f5ecbb3d0]
+    size:
+      description: Uncompressed size of the layers in bytes, when known from the archive's metadata.
+      type: int
+      sample: 73400320
+loaded:
+  description: IDs of the images sent to the target.
+  returned: success
+  type: list
+  elements: str
+  sample: [sha256:4e6a6512443b2d1b2ad15cd7d4a2bd2a9c4f7e2e0c2a1d6e49b2c6b5d35b9c2a]
+tagged:
+  description: Tags added to images the target already had.
+  returned: success
+  type: list
+  elements: str
+  sample: [registry.example.com/team/api:stable]
+skipped:
+  description: Images left alone, with the reason.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{id: "sha256:4e6a...", repo_tags: [registry.example.com/team/api:1.4.2], reason: present with all its tags}]
+bytes_sent:
+  description: Uncompressed layer bytes of the images loaded (0 when nothing was loaded).
+  returned: success
+  type: int
+  sample: 73400320
+msg:
+  description: What was done.
+  returned: always
+  type: str
+  sample: loaded 1 image(s), tagged 0, skipped 1
+duration_s:
+  description: Seconds the task took.
+  returned: always
+  type: float
+  sample: 2.3
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError, ImageNotFoundError
+from ansible_collections.airgap.images.plugins.module_utils.module_support import (
+    Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.operations import (
+    LoadPlan, archive_lines, plan_load, run_load, verify_loaded)
+from ansible_collections.airgap.images.plugins.module_utils.reference import parse_image_selector, resolve_selector
+
+
+def select(images, selectors):
+    if not selectors:
+        return images
+    chosen = []
+    for selector in selectors:
+        found = resolve_selector(parse_image_selector(selector), images)
+        if found is None:
+            raise ImageNotFoundError("the archive has no image %s" % selector)
+        chosen.append(found)
+    return chosen
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=engine_argument_spec(
+            src=dict(type="path", required=True),
+            images=dict(type="list", elements="str"),
+            force=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    clean_up_on_sigterm()
+    if requests_needed(params):
+        module.fail_json(msg=missing_required_lib("requests"))
+    watch = Stopwatch()
+    result = dict(changed=False, loaded=[], tagged=[], skipped=[], bytes_sent=0)
+    try:
+        store = store_from_params(params)
+        with open_archive(params["src"], params["platform"]) as archive:
+            images = select(archive.images, params["images"])
+            plan = LoadPlan() if params["force"] else plan_load(store, images)
+            if params["force"]:
+                plan.to_load = list(images)
+            result.update(changed=plan.changed, images=describe_images(images), skipped=plan.skipped)
+            before = [image for image in images if image not in plan.to_load]
+            if module._diff:  # pylint: disable=protected-access
+                result["diff"] = dict(before="\n".join(archive_lines(before)) + "\n", after="\n".join(archive_lines(images)) + "\n")
+            if module.check_mode:
+                result.update(loaded=[image.id for image in plan.to_load],
+                              tagged=[ref.familiar() for _i, _p, missing in plan.to_tag for ref in missing])
+            elif plan.changed:
+                loaded, tagged = run_load(store, params["src"], archive.images, plan)
+                verify_loaded(store, images)
+                result.update(loaded=[image.id for image in loaded], tagged=tagged,
+                              bytes_sent=sum(image.size or 0 for image in loaded))
+    except ImageError as err:
+        module.fail_json(msg=str(err), duration_s=watch.seconds, **result)
+    except Exception as err:  # pylint: disable=broad-except
+        module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc(), duration_s=watch.seconds)
+    verb = "would load" if module.check_mode else "loaded"
+    result["msg"] = "%s %d image(s), tagged %d, skipped %d" % (verb, len(result["loaded"]), len(result["tagged"]), len(result["skipped"]))
+    result["duration_s"] = watch.seconds
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: image_save
+short_description: Save container images from an engine or registry to an archive, idempotently
+version_added: 0.1.0
+description:
+  - Exports images from Docker, Podman, containerd, a registry or an OCI layout directory and writes them as one
+    archive that C(docker load), C(podman load), C(ctr images import) and skopeo all read.
+  - Idempotent on content. When O(dest) already holds exactly these images (same config digests, same layers,
+    same tags) in the asked format and compression, nothing is exported and the task reports C(ok). Only the
+    head of the archive is read for that, so the check takes well under a second even for archives of many GB.
+  - Atomic. The archive is written to a temporary file beside O(dest), synced and renamed; on any failure
+    the previous O(dest) is left as it was and no temporary file remains.
+  - Deterministic. The same images give a byte-identical archive on any machine (for compressed archives, with the
+    same compressor; RV(compressor) says which one wrote it).
+extends_documentation_fragment:
+  - airgap.images.engine
+  - airgap.images.attributes
+  - airgap.images.attributes.actiongroup
+  - ansible.builtin.files
+options:
+  images:
+    description:
+      - The images to save, as C(name), C(name:tag), C(name@sha256:...), a full image ID C(sha256:...) or a unique
+        short ID. A name without tag means C(:latest).
+      - An image named by tag is saved with that tag; an image named by ID is saved without tags, as C(docker save) does.
+    type: list
+    elements: str
+    required: true
+  dest:
+    description:
+      - The archive to write (a directory for O(format=oci-dir)).
+    type: path
+    required: true
+  format:
+    description:
+      - V(docker-archive) is a C(docker save) archive that is also an OCI layout, readable by every engine.
+      - V(oci-archive) is an OCI image layout in a tar, as skopeo and podman write it.
+      - V(oci-dir) is an OCI image layout directory.
+    type: str
+    choices: [docker-archive, oci-archive, oci-dir]
+    default: docker-archive
+  compression:
+    description:
+      - Compression of the whole archive. V(gzip) uses isal when installed (about 500 MB/s), zlib otherwise.
+        V(zstd) needs the C(zstandard) Python package.
+      - Engines read compressed archives directly; zstd needs Docker 23 or newer.
+    type: str
+    choices: [none, gzip, zstd]
+    default: none
+  compression_level:
+    description:
+      - Level on the usual scale (gzip 1-9, zstd 1-22). Defaults to 1 for gzip and 3 for zstd.
+    type: int
+  force:
+    description:
+      - Write the archive even when it already holds these images.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Reads the store's metadata and the head of O(dest) and reports exactly whether a run would write.
+  diff_mode:
+    support: full
+    details: Shows the images and tags in O(dest) before and after.
+  idempotent:
+    support: full
+seealso:
+  - module: airgap.images.image_load
+  - module: airgap.images.image_archive_info
+author:
+  - airgap.images contributors (@airgap-images)
+"""
+
+EXAMPLES = r"""
+- name: Save two images from the local Docker engine into one archive
+  airgap.images.image_save:
+    images:
+      - registry.example.com/team/api:1.4.2
+      - registry.example.com/team/worker:1.4.2
+    dest: /srv/bundles/apps.tar
+
+- name: Save from containerd's k8s.io namespace, gzip-compressed
+  airgap.images.image_save:
+    engine: containerd
+    images: [docker.io/library/nginx:1.27]
+    dest: /srv/bundles/nginx.tar.gz
+    compression: gzip
+
+- name: Pull from a registry into an OCI layout directory
+  airgap.images.image_save:
+    engine: registry
+    engine_host: registry.example.com
+    username: robot
+    password: "{{ registry_token }}"
+    images: [team/api:1.4.2]
+    dest: /srv/bundles/api-layout
+    format: oci-dir
+"""
+
+RETURN = r"""
+images:
+  description: The images in the archive.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Image ID (sha256 of the image config).
+      type: str
+      sample: sha256:4e6a6512443b2d1b2ad15cd7d4a2bd2a9c4f7e2e0c2a1d6e49b2c6b5d35b9c2a
+    repo_tags:
+      description: Tags, in Docker's familiar form.
+      type: list
+      elements: str
+      sample: [registry.example.com/team/api:1.4.2]
+    diff_ids:
+      description: Layer DiffIDs, bottom first.
+      type: list
+      elements: str
+      sample: [sha256:d4f526ad4f1e2f3b6fa1b9c3f0d7e279ad9b6944d37e273658cdebfbb4f5ecbb3d0]
+    size:
+      description: Uncompressed size of the layers in bytes (null when it is not known without reading them).
+      type: int
+      sample: 73400320
+dest:
+  description: The archive path.
+  returned: always
+  type: str
+  sample: /srv/bundles/apps.tar
+size:
+  description: Size of the archive file in bytes (null for O(format=oci-dir)).
+  returned: success
+  type: int
+  sample: 73418752
+sha256:
+  description: sha256 of the archive file, when this run wrote it (null when nothing changed, so that an idempotent run need not read the archive).
+  returned: success
+  type: str
+  sample: sha256:6cd70476a2b03828f7f8a11ea6d50139f33c68c1cac647962a986973e73e0321
+compressor:
+  description: The library that compressed the archive (V(isal), V(zlib), V(zstandard-<version>)) or V(none); null when nothing was written.
+  returned: success
+  type: str
+  sample: isal
+msg:
+  description: Why the archive was (or would be) written, or that it already held these images.
+  returned: always
+  type: str
+  sample: "registry.example.com/team/api:1.4.2: the archive tags it registry.example.com/team/api:1.4.1, wanted registry.example.com/team/api:1.4.2"
+duration_s:
+  description: Seconds the task took.
+  returned: always
+  type: float
+  sample: 3.41
+throughput_mb_s:
+  description: Uncompressed image megabytes written per second (null when nothing was written).
+  returned: success
+  type: float
+  sample: 201.3
+"""
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
+from ansible_collections.airgap.images.plugins.module_utils.module_support import (
+    Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.operations import (
+    archive_lines, find_wanted, run_save, save_reason)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=engine_argument_spec(
+            images=dict(type="list", elements="str", required=True),
+            dest=dict(type="path", required=True),
+            format=dict(type="str", default="docker-archive", choices=["docker-archive", "oci-archive", "oci-dir"]),
+            compression=dict(type="str", default="none", choices=["none", "gzip", "zstd"]),
+            compression_level=dict(type="int"),
+            force=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+        add_file_common_args=True,
+    )
+    params = module.params
+    clean_up_on_sigterm()
+    if requests_needed(params):
+        module.fail_json(msg=missing_required_lib("requests"))
+    watch = Stopwatch()
+    result = dict(changed=False, dest=params["dest"], sha256=None, compressor=None, throughput_mb_s=None)
+    try:
+        store = store_from_params(params)
+        wanted = find_wanted(store, params["images"])
+        compression = "none" if params["format"] == "oci-dir" else params["compression"]
+        reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"])
+        result.update(changed=bool(reason), msg=reason or "%s already holds these images" % params["dest"],
+                      images=describe_images(existing) if not reason else [])
+        if module._diff:  # pylint: disable=protected-access
+            result["diff"] = dict(before="\n".join(archive_lines(existing)) + "\n",
+                                  after="\n".join(sorted(item.line() for item in wanted)) + "\n")
+        if reason and not module.check_mode:
+            images, saved = run_save(store, wanted, params["dest"], params["format"], compression, params["compression_level"])
+            result["images"] = describe_images(images)
+            if saved is not None:
+                result.update(sha256=saved.sha256, compressor=saved.compressor)
+            written = sum(image["size"] or 0 for image in result["images"])
+            result["throughput_mb_s"] = watch.throughput(written)
+    except ImageError as err:
+        module.fail_json(msg=str(err), duration_s=watch.seconds, **{k: v for k, v in result.items() if k != "msg"})
+    except Exception as err:  # pylint: disable=broad-except
+        module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc(), duration_s=watch.seconds)
+    dest = params["dest"]
+    if os.path.exists(dest):
+        result["size"] = None if os.path.isdir(dest) else os.path.getsize(dest)
+        if not module.check_mode:
+            file_args = module.load_file_common_arguments(params, path=dest)
+            result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+    else:
+        result["size"] = None
+    result["duration_s"] = watch.seconds
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

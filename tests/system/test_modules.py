@@ -1,0 +1,246 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The modules through ansible-playbook, with the collection built and installed, against the real engines."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+APP_A, APP_B = "airgap-test/app-a:1", "airgap-test/app-b:1"
+
+
+@pytest.fixture(scope="session")
+def collections_path(tmp_path_factory):
+    """The collection as users get it: ``ansible-galaxy collection build`` then ``install``."""
+    work = tmp_path_factory.mktemp("galaxy")
+    env = clean_env()
+    built = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", ROOT, "--output-path", str(work), "--force"],
+                           check=True, capture_output=True, text=True, env=env)
+    tarball = built.stdout.strip().split()[-1]
+    target = work / "collections"
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "-p", str(target), tarball],
+                   check=True, capture_output=True, text=True, env=env)
+    assert os.path.isfile(str(target / "ansible_collections" / "airgap" / "images" / "plugins" / "modules" / "image_save.py"))
+    return str(target)
+
+
+def clean_env(**extra):
+    """The environment without this checkout on PYTHONPATH, so Ansible sees only the installed collection."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="0", **extra)
+    return env
+
+
+class Playbook:
+    """Runs tasks on localhost; each task's registered result comes back, plus the recap's changed count."""
+
+    def __init__(self, collections, workdir):
+        self.collections = collections
+        self.workdir = workdir
+        self.runs = 0
+
+    def env(self):
+        return clean_env(ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_RETRY_FILES_ENABLED="0",
+                         ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+
+    def run(self, tasks, check=False, diff=False, expect_failure=False):
+        self.runs += 1
+        results = os.path.join(self.workdir, "results-%d.json" % self.runs)
+        registered = []
+        body = []
+        for index, task in enumerate(tasks):
+            name = "r%d" % index
+            registered.append(name)
+            body.append(dict(task, register=name, ignore_errors=expect_failure))
+        body.append({"name": "results", "ansible.builtin.copy": {"content": "{{ {%s} | to_json }}" % ", ".join(
+            "'%s': %s" % (n, n) for n in registered), "dest": results}, "check_mode": False, "diff": False})
+        play = [{"hosts": "localhost", "gather_facts": False, "vars": {"ansible_python_interpreter": sys.executable}, "tasks": body}]
+        path = os.path.join(self.workdir, "play-%d.yml" % self.runs)
+        with open(path, "w") as out:
+            json.dump(play, out)
+        command = [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", path]
+        command += ["--check"] if check else []
+        command += ["--diff"] if diff else []
+        done = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0 and not expect_failure:
+            raise AssertionError("ansible-playbook failed:\n" + done.stdout[-6000:] + done.stderr[-3000:])
+        with open(results) as handle:
+            found = json.load(handle)
+        return [found[name] for name in registered], done.stdout
+
+
+@pytest.fixture
+def playbook(collections_path, tmp_path):
+    return Playbook(collections_path, str(tmp_path))
+
+
+def save_task(dest, images, **options):
+    args = dict(images=images, dest=dest)
+    args.update(options)
+    return {"airgap.images.image_save": args}
+
+
+def load_task(src, **options):
+    args = dict(src=src)
+    args.update(options)
+    return {"airgap.images.image_load": args}
+
+
+def test_save_is_idempotent_atomic_and_check_mode_predicts(playbook, dockerd, docker_images, tmp_path):
+    dest = str(tmp_path / "apps.tar.gz")
+    engine = dict(engine="docker", engine_host=dockerd.host, compression="gzip")
+    (checked,), _out = playbook.run([save_task(dest, [APP_A, APP_B], **engine)], check=True)
+    assert checked["changed"] and not os.path.exists(dest)
+    assert "does not exist" in checked["msg"]
+    (first,), _out = playbook.run([save_task(dest, [APP_A, APP_B], mode="0640", **engine)])
+    assert first["changed"] and first["sha256"].startswith("sha256:") and first["compressor"] in ("isal", "zlib")
+    assert [image["id"] for image in first["images"]] == [docker_images[APP_A].id, docker_images[APP_B].id]
+    assert oct(os.stat(dest).st_mode & 0o777) == "0o640"
+    mtime = os.stat(dest).st_mtime_ns
+    (second,), _out = playbook.run([save_task(dest, [APP_A, APP_B], mode="0640", **engine)], diff=True)
+    assert not second["changed"] and second["sha256"] is None
+    assert "already holds" in second["msg"]
+    assert os.stat(dest).st_mtime_ns == mtime
+    (third,), _out = playbook.run([save_task(dest, [APP_A], **engine)], check=True, diff=True)
+    assert third["changed"] and "also holds" in third["msg"]
+    assert os.stat(dest).st_mtime_ns == mtime
+
+
+def test_save_notices_a_retag_and_names_it(playbook, dockerd_factory, docker_images_archive, tmp_path):
+    engine = dockerd_factory()
+    engine.cli("load", "-i", docker_images_archive)
+    dest = str(tmp_path / "b.tar")
+    options = dict(engine="docker", engine_host=engine.host)
+    playbook.run([save_task(dest, [APP_B], **options)])
+    engine.cli("tag", "airgap-test/lib:1", APP_B)  # the tag now points at another image
+    (again,), _out = playbook.run([save_task(dest, [APP_B], **options)])
+    assert again["changed"]
+    assert APP_B in again["msg"] and "content differs" in again["msg"]
+
+
+@pytest.mark.parametrize("engine_name", ["docker", "podman", "containerd", "registry", "oci"])
+def test_round_trip_through_each_engine(playbook, engine_name, dockerd, dockerd_factory, containerd_factory, podman_factory,
+                                        registry_factory, docker_images, tmp_path):
+    if engine_name == "docker":
+        target = dict(engine="docker", engine_host=dockerd_factory().host)
+    elif engine_name == "podman":
+        target = dict(engine="podman", engine_host="unix://" + podman_factory().service())
+    elif engine_name == "containerd":
+        target = dict(engine="containerd", engine_host=containerd_factory().address)
+    elif engine_name == "registry":
+        target = dict(engine="registry", engine_host=registry_factory().host, insecure_registry=True)
+    else:
+        target = dict(engine="oci", engine_host=str(tmp_path / "layout"))
+    bundle = str(tmp_path / "bundle.tar")
+    playbook.run([save_task(bundle, [APP_A, APP_B], engine="docker", engine_host=dockerd.host)])
+    (predicted,), _out = playbook.run([load_task(bundle, **target)], check=True)
+    assert predicted["changed"] and sorted(predicted["loaded"]) == sorted([docker_images[APP_A].id, docker_images[APP_B].id])
+    (loaded, archived), _out = playbook.run([load_task(bundle, **target),
+                                            save_task(str(tmp_path / "back.tar"), [APP_A, APP_B], **target)])
+    assert loaded["changed"] and loaded["bytes_sent"] > 0
+    assert [image["id"] for image in archived["images"]] == [docker_images[APP_A].id, docker_images[APP_B].id]
+    assert [image["diff_ids"] for image in archived["images"]] == [docker_images[APP_A].diff_ids, docker_images[APP_B].diff_ids]
+    (reloaded, resaved), _out = playbook.run([load_task(bundle, **target), save_task(str(tmp_path / "back.tar"), [APP_A, APP_B], **target)])
+    assert not reloaded["changed"] and reloaded["loaded"] == [] and len(reloaded["skipped"]) == 2
+    assert not resaved["changed"]
+
+
+def test_load_only_tags_images_present_under_other_tags(playbook, dockerd_factory, docker_images, docker_images_archive, tmp_path):
+    source, target = dockerd_factory(), dockerd_factory()
+    source.cli("load", "-i", docker_images_archive)
+    source.cli("tag", APP_A, "airgap-test/app-a:stable")
+    bundle = str(tmp_path / "bundle.tar")
+    playbook.run([save_task(bundle, [APP_A, "airgap-test/app-a:stable"], engine="docker", engine_host=source.host)])
+    target.cli("load", "-i", docker_images_archive)
+    time.sleep(1.1)  # docker events --since has one-second resolution
+    since = int(time.time())
+    (result,), _out = playbook.run([load_task(bundle, engine="docker", engine_host=target.host)])
+    assert result["changed"] and result["loaded"] == [] and result["tagged"] == ["airgap-test/app-a:stable"]
+    assert result["bytes_sent"] == 0
+    assert target.inspect("airgap-test/app-a:stable")[0]["Id"] == docker_images[APP_A].id
+    events = target.cli("events", "--since", str(since), "--until", str(int(time.time()) + 1), "--filter", "type=image",
+                        "--format", "{{.Action}}").stdout.split()
+    assert "tag" in events and "load" not in events
+
+
+def test_interrupted_save_leaves_the_previous_archive(playbook, dockerd_factory, docker_images_archive, tmp_path):
+    engine = dockerd_factory()
+    engine.cli("load", "-i", docker_images_archive)
+    context = tmp_path / "big"
+    context.mkdir()
+    with open(str(context / "blob"), "wb") as out:
+        for _chunk in range(300):
+            out.write(os.urandom(1 << 20))
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY blob /blob\n")
+    engine.cli("build", "-q", "-t", "airgap-test/big:1", str(context))
+    dest = str(tmp_path / "bundle.tar")
+    options = dict(engine="docker", engine_host=engine.host)
+    playbook.run([save_task(dest, [APP_B], **options)])
+    before = open(dest, "rb").read()
+    play = threading.Thread(target=playbook.run, args=([save_task(dest, ["airgap-test/big:1"], **options)],),
+                            kwargs=dict(expect_failure=True), daemon=True)
+    play.start()
+    temp = _wait_for_growing_temp(str(tmp_path), "airgap-export", deadline=time.time() + 60)
+    assert temp, "the save never started writing"
+    for pid in _module_processes():
+        os.kill(pid, signal.SIGTERM)
+    play.join(60)
+    assert open(dest, "rb").read() == before
+    leftovers = [name for name in os.listdir(str(tmp_path)) if name.startswith(".") and name.endswith((".tmp", ".tar"))]
+    assert leftovers == []
+
+
+def _wait_for_growing_temp(folder, marker, deadline):
+    while time.time() < deadline:
+        for name in os.listdir(folder):
+            if marker in name and os.path.getsize(os.path.join(folder, name)) > (1 << 20):
+                return name
+        time.sleep(0.05)
+    return None
+
+
+def _module_processes():
+    """PIDs of running Ansible module processes (AnsiballZ payloads) of image_save."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"AnsiballZ_image_save" in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def test_archive_info_reports_and_verifies(playbook, dockerd, docker_images, tmp_path):
+    bundle = str(tmp_path / "bundle.tar.zst")
+    playbook.run([save_task(bundle, [APP_A], engine="docker", engine_host=dockerd.host, compression="zstd")])
+    (info, verified), _out = playbook.run([{"airgap.images.image_archive_info": {"path": bundle}},
+                                           {"airgap.images.image_archive_info": {"path": bundle, "verify": True}}])
+    assert not info["changed"] and info["format"] == "docker-archive+oci" and info["compression"] == "zstd"
+    (image,) = info["images"]
+    assert image["id"] == docker_images[APP_A].id and image["repo_tags"] == [APP_A]
+    assert [layer["diff_id"] for layer in image["layers"]] == docker_images[APP_A].diff_ids
+    assert image["os"] == "linux" and image["architecture"] == "amd64"
+    assert all(layer["verified"] for layer in verified["images"][0]["layers"])
+
+
+def test_ansible_doc_renders_every_module(collections_path):
+    env = clean_env(ANSIBLE_COLLECTIONS_PATH=collections_path)
+    for module in ("image_save", "image_load", "image_archive_info"):
+        done = subprocess.run([os.path.join(BIN, "ansible-doc"), "airgap.images." + module], env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "EXAMPLES" in done.stdout and "RETURN VALUES" in done.stdout
+        assert "engine_host" in done.stdout or module == "image_archive_info"
