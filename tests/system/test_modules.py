@@ -52,7 +52,7 @@ class Playbook:
         return clean_env(ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_RETRY_FILES_ENABLED="0",
                          ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
 
-    def run(self, tasks, check=False, diff=False, expect_failure=False):
+    def run(self, tasks, check=False, diff=False, expect_failure=False, python=sys.executable):
         self.runs += 1
         results = os.path.join(self.workdir, "results-%d.json" % self.runs)
         registered = []
@@ -63,7 +63,7 @@ class Playbook:
             body.append(dict(task, register=name, ignore_errors=expect_failure))
         body.append({"name": "results", "ansible.builtin.copy": {"content": "{{ {%s} | to_json }}" % ", ".join(
             "'%s': %s" % (n, n) for n in registered), "dest": results}, "check_mode": False, "diff": False})
-        play = [{"hosts": "localhost", "gather_facts": False, "vars": {"ansible_python_interpreter": sys.executable}, "tasks": body}]
+        play = [{"hosts": "localhost", "gather_facts": False, "vars": {"ansible_python_interpreter": python}, "tasks": body}]
         path = os.path.join(self.workdir, "play-%d.yml" % self.runs)
         with open(path, "w") as out:
             json.dump(play, out)
@@ -244,3 +244,25 @@ def test_ansible_doc_renders_every_module(collections_path):
         assert done.returncode == 0, done.stderr
         assert "EXAMPLES" in done.stdout and "RETURN VALUES" in done.stdout
         assert "engine_host" in done.stdout or module == "image_archive_info"
+
+
+BARE_PYTHON = "/usr/bin/python3"  # Debian's python3: the standard library only, no requests, isal or zstandard
+
+
+@pytest.mark.skipif(subprocess.run([BARE_PYTHON, "-c", "import requests"], capture_output=True, check=False).returncode == 0,
+                    reason="Debian's python3 has requests here")
+def test_a_host_with_only_the_standard_library(playbook, dockerd, docker_images, tmp_path):
+    bundle = str(tmp_path / "bundle.tar")
+    playbook.run([save_task(bundle, [APP_A], engine="docker", engine_host=dockerd.host)])
+    layout = str(tmp_path / "layout")
+    (needs_requests, loaded, resaved, zstd), _out = playbook.run([
+        save_task(str(tmp_path / "x.tar"), [APP_A], engine="docker", engine_host=dockerd.host),
+        load_task(bundle, engine="oci", engine_host=layout),
+        save_task(str(tmp_path / "again.tar.gz"), [APP_A], engine="oci", engine_host=layout, compression="gzip"),
+        save_task(str(tmp_path / "again.tar.zst"), [APP_A], engine="oci", engine_host=layout, compression="zstd"),
+    ], expect_failure=True, python=BARE_PYTHON)
+    assert needs_requests["failed"] and "requests" in needs_requests["msg"]
+    assert loaded["changed"] and loaded["loaded"] == [docker_images[APP_A].id]
+    assert resaved["changed"] and resaved["compressor"] == "zlib"
+    assert zstd["failed"] and "pip install zstandard" in zstd["msg"]
+    assert not os.path.exists(str(tmp_path / "again.tar.zst"))
