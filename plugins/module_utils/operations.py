@@ -189,20 +189,33 @@ def check_layers_available(store, images):
                                % (layer.what, store))
 
 
-def run_load(store, archive_path, all_images, plan):
-    """Load ``plan.to_load`` (the whole file when that is every image) and tag ``plan.to_tag``."""
-    loaded = []
+def run_load(store, plan, send):
+    """Send ``plan.to_load`` with ``send(images)`` (after checking a thin source can be loaded) and tag ``plan.to_tag``."""
     if plan.to_load:
         check_layers_available(store, plan.to_load)
-        whole = len(plan.to_load) == len(all_images)
-        store.load(archive_path, images=None if whole else [image.id for image in plan.to_load])
-        loaded = plan.to_load
+        send(plan.to_load)
     tagged = []
     for _image, present, missing in plan.to_tag:
         for reference in missing:
             store.tag(present, reference)
             tagged.append(reference.familiar())
-    return loaded, tagged
+    return plan.to_load, tagged
+
+
+def archive_sender(store, archive_path, all_images):
+    """Load from an archive file: the file as it is when every image is wanted, else just the wanted ones."""
+    def send(images):
+        whole = len(images) == len(all_images)
+        store.load(archive_path, images=None if whole else [image.id for image in images])
+    return send
+
+
+def images_sender(store):
+    """Load model images (e.g. re-assembled from separated tarballs); layers no source holds are left to the target."""
+    def send(images):
+        absent = [layer.diff_id for image in images for layer in image.layers if not layer.available]
+        store.load_images(images, omit_layers=absent)
+    return send
 
 
 def verify_loaded(store, images):

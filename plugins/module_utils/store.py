@@ -109,6 +109,9 @@ class OCIStore(_ModelStore, LayoutStore):
             self.import_images(wanted)
         return [image.id for image in wanted]
 
+    def load_images(self, images, omit_layers=()):  # pylint: disable=unused-argument
+        self.import_images(images)
+
     def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
         LayoutStore.tag(self, store_image.id, reference)
 
@@ -118,14 +121,17 @@ class ContainerdImageStore(_ModelStore, ContainerdStore):
         return self.layer_ids()
 
     def load(self, archive_path, images=None, omit_layers=()):
+        if images is None and not omit_layers:
+            return ContainerdStore.load(self, archive_path)
         with open_archive(archive_path) as archive:
-            if images is None and not omit_layers:
-                return ContainerdStore.load(self, archive_path)
-            wanted = _subset(archive.images, images)
-            with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(archive_path)), suffix=".tar") as temp:
-                write_docker_archive(wanted, temp, omit_layers)
-                temp.flush()
-                return ContainerdStore.load(self, temp.name)
+            return self.load_images(_subset(archive.images, images), omit_layers, os.path.dirname(os.path.abspath(archive_path)))
+
+    def load_images(self, images, omit_layers=(), workdir=None):
+        """ctr imports files only: our archive of ``images`` goes through a temp file in ``workdir``."""
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".airgap-import-", suffix=".tar") as temp:
+            write_docker_archive(images, temp, omit_layers)
+            temp.flush()
+            return ContainerdStore.load(self, temp.name)
 
     def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
         source = next((str(ref) for ref in store_image.references if ref.tag), None)
@@ -166,6 +172,9 @@ class RegistryImageStore(_ModelStore, RegistryStore):
             self.push(wanted)
         return [image.id for image in wanted]
 
+    def load_images(self, images, omit_layers=()):  # pylint: disable=unused-argument
+        self.push(images)
+
     def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
         image = self.image(store_image.references[0])
         self.push([image.with_references([reference])])
@@ -204,7 +213,11 @@ class EngineStore(DockerStore):
             with open(archive_path, "rb") as body:
                 return DockerStore.load(self, body)
         with open_archive(archive_path) as archive:
-            return DockerStore.load(self, _streamed_archive(_subset(archive.images, images), omit_layers))
+            return self.load_images(_subset(archive.images, images), omit_layers)
+
+    def load_images(self, images, omit_layers=()):
+        """Our archive of ``images``, written straight into the load request (no file)."""
+        return DockerStore.load(self, _streamed_archive(images, omit_layers))
 
     def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
         DockerStore.tag(self, store_image.id, reference)

@@ -24,8 +24,35 @@ options:
   src:
     description:
       - The archive (C(.tar), C(.tar.gz), C(.tar.zst), ...) or OCI layout directory on the managed host.
+      - One of O(src) and O(separated) is required.
     type: path
-    required: true
+  separated:
+    description:
+      - Load one application from a directory of separated images (see M(airgap.images.image_separate); isula-build's
+        C(ctr-img load -d DIR -b BASE -l LIB -i APP)). The image is re-assembled from its tarballs as one stream.
+      - When the target already has the base (or lib) layers, the base (or lib) tarball need not be on the host at all.
+    type: dict
+    suboptions:
+      dir:
+        description: The directory holding C(manifest) and the tarballs.
+        type: path
+        required: true
+      app:
+        description: The application to load, as the manifest keys it (C(name:tag)).
+        type: str
+        required: true
+      base:
+        description: The base tarball, instead of the one the manifest names.
+        type: path
+      lib:
+        description: The lib tarball, instead of the one the manifest names.
+        type: path
+      verify:
+        description:
+          - Check every tarball's sha256 against the manifest before anything is loaded. With V(false), the target's own
+            DiffID checks still catch corrupt layers.
+        type: bool
+        default: true
   images:
     description:
       - Load only these images of the archive (by tag or ID). All by default.
@@ -61,6 +88,12 @@ EXAMPLES = r"""
   airgap.images.image_load:
     engine: containerd
     src: /var/tmp/bundles/apps.tar.gz
+
+- name: Load an application from separated images; the base tarball may be absent where the base is loaded
+  airgap.images.image_load:
+    separated:
+      dir: /var/tmp/bundles/shop
+      app: registry.example.com/shop/cart:2.1
 
 - name: Load one image of a bundle into a site registry
   airgap.images.image_load:
@@ -131,6 +164,7 @@ duration_s:
   sample: 2.3
 """
 
+import contextlib
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -140,7 +174,8 @@ from ansible_collections.airgap.images.plugins.module_utils.errors import ImageE
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    LoadPlan, archive_lines, plan_load, run_load, verify_loaded)
+    LoadPlan, archive_lines, archive_sender, images_sender, plan_load, run_load, verify_loaded)
+from ansible_collections.airgap.images.plugins.module_utils import separated
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_image_selector, resolve_selector
 
 
@@ -156,13 +191,41 @@ def select(images, selectors):
     return chosen
 
 
+@contextlib.contextmanager
+def open_source(params):
+    """(images, sender factory) for an archive file, or for an app re-assembled from separated tarballs."""
+    if params["src"]:
+        with open_archive(params["src"], params["platform"]) as archive:
+            yield archive.images, lambda store: archive_sender(store, params["src"], archive.images)
+        return
+    options = params["separated"]
+    manifest = separated.read_manifest(options["dir"])
+    if manifest is None:
+        raise ImageNotFoundError("%s has no manifest: not a directory of separated images" % options["dir"])
+    key, entry = separated.find_entry(manifest, options["app"], options["dir"])
+    files = separated.entry_files(options["dir"], entry, options["base"], options["lib"])
+    if options["verify"]:
+        separated.verify_files(files, entry)
+    with separated.SeparatedImage(files, key) as image:
+        yield [image.image], images_sender
+
+
 def main():
     module = AnsibleModule(
         argument_spec=engine_argument_spec(
-            src=dict(type="path", required=True),
+            src=dict(type="path"),
             images=dict(type="list", elements="str"),
             force=dict(type="bool", default=False),
+            separated=dict(type="dict", options=dict(
+                dir=dict(type="path", required=True),
+                app=dict(type="str", required=True),
+                base=dict(type="path"),
+                lib=dict(type="path"),
+                verify=dict(type="bool", default=True),
+            )),
         ),
+        mutually_exclusive=[("src", "separated")],
+        required_one_of=[("src", "separated")],
         supports_check_mode=True,
     )
     params = module.params
@@ -173,8 +236,8 @@ def main():
     result = dict(changed=False, loaded=[], tagged=[], skipped=[], bytes_sent=0)
     try:
         store = store_from_params(params)
-        with open_archive(params["src"], params["platform"]) as archive:
-            images = select(archive.images, params["images"])
+        with open_source(params) as (images, send):
+            images = select(images, params["images"])
             plan = LoadPlan() if params["force"] else plan_load(store, images)
             if params["force"]:
                 plan.to_load = list(images)
@@ -186,7 +249,7 @@ def main():
                 result.update(loaded=[image.id for image in plan.to_load],
                               tagged=[ref.familiar() for _i, _p, missing in plan.to_tag for ref in missing])
             elif plan.changed:
-                loaded, tagged = run_load(store, params["src"], archive.images, plan)
+                loaded, tagged = run_load(store, plan, send(store))
                 verify_loaded(store, images)
                 result.update(loaded=[image.id for image in loaded], tagged=tagged,
                               bytes_sent=sum(image.size or 0 for image in loaded))

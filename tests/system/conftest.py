@@ -41,6 +41,7 @@ import signal
 import pytest
 
 from ansible_collections.airgap.images.tests.system.engines import Engines, build_test_images
+from ansible_collections.airgap.images.tests.system.playbooks import Playbook, build_and_install
 
 ENGINE_FIXTURES = frozenset((
     "engines", "dockerd", "dockerd_factory", "containerd", "containerd_factory", "podman", "podman_factory",
@@ -156,3 +157,15 @@ def docker_images_archive(dockerd, docker_images, tmp_path_factory):  # pylint: 
     path = str(tmp_path_factory.mktemp("docker-save") / "test-images.tar")
     dockerd.cli("save", "-o", path, *docker_images)
     return path
+
+
+@pytest.fixture(scope="session")
+def collections_path(tmp_path_factory):
+    """The collection built and installed with ansible-galaxy, as users get it."""
+    return build_and_install(tmp_path_factory.mktemp("galaxy"))
+
+
+@pytest.fixture
+def playbook(collections_path, tmp_path):  # pylint: disable=redefined-outer-name
+    """``playbook.run([task, ...], check=, diff=, expect_failure=, python=)`` → (registered results, stdout)."""
+    return Playbook(collections_path, str(tmp_path))

@@ -1,0 +1,272 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: image_separate
+short_description: Split application images into shared base, lib and per-application tarballs (isula-build compatible)
+version_added: 0.1.0
+description:
+  - Cuts each application image where it stops sharing layers with O(base) (and O(lib), an image built on the base),
+    and writes per application three tarballs — C(<name>_<tag>_base_image.tar.gz), C(<name>_<tag>_lib_image.tar.gz),
+    C(<name>_<tag>_app_image.tar.gz) — plus a C(manifest) file with their sha256 sums, as isula-build's
+    C(ctr-img save -b BASE -l LIB -d DEST) does. A site then receives the base and lib once and only small app tarballs
+    afterwards.
+  - Applications sharing the base (or lib) share one base (or lib) tarball, named after the first application in sorted
+    order, written once.
+  - The base (and lib) must be a prefix of every application's layers; otherwise the task fails naming the first
+    layer that differs, and writes nothing.
+  - Each tarball is itself an image archive (the lib and app ones leave out the layers of the image below them), so
+    M(airgap.images.image_archive_info) reads it and M(airgap.images.image_load) loads it, with O(airgap.images.image_load#module:separated).
+  - C(manifest) has isula-build's fields (C(app), C(appHash), C(appLayers), C(lib), C(libHash), C(libImageName), C(libLayers),
+    C(base), C(baseHash), C(baseImageName), C(baseLayer) — a string when the base has one layer, a list otherwise) and, under
+    C(airgap), the image IDs, DiffIDs, compression and sizes.
+  - Idempotent. When C(manifest) already describes exactly these images and every file hashes to its recorded sum,
+    nothing is read from the source and the task reports C(ok). Tarballs are written under temporary names and renamed
+    when all are complete, the manifest last, so a failure leaves O(dest) as it was.
+  - Deterministic. The same images give byte-identical tarballs (with the same compressor), so the base tarball's hash
+    is the same across runs, builds and sites.
+extends_documentation_fragment:
+  - airgap.images.engine
+  - airgap.images.attributes
+  - airgap.images.attributes.actiongroup
+options:
+  images:
+    description:
+      - The application images, by tag (which becomes the manifest key) or ID.
+    type: list
+    elements: str
+    required: true
+  src:
+    description:
+      - Read the images from this archive instead of from the store the engine options name.
+    type: path
+  base:
+    description:
+      - The base image (reference or ID).
+    type: str
+    required: true
+  lib:
+    description:
+      - The lib image, built on O(base) (reference or ID).
+    type: str
+  dest:
+    description:
+      - The directory to write the tarballs and C(manifest) into.
+    type: path
+    required: true
+  rename:
+    description:
+      - New names for generated tarballs, as isula-build's rename file has them - a list of C({name, rename}) or the path of a
+        JSON file holding such a list.
+    type: raw
+  compression:
+    description:
+      - Compression of each tarball. V(gzip) (isula-build's) uses isal when installed.
+    type: str
+    choices: [gzip, zstd, none]
+    default: gzip
+  compression_level:
+    description:
+      - Level on the usual scale (gzip 1-9, zstd 1-22).
+    type: int
+  force:
+    description:
+      - Write the tarballs even when O(dest) already holds them.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Reads metadata only and reports exactly whether a run would write.
+  diff_mode:
+    support: full
+    details: Shows the manifest's files and hashes before and after.
+  idempotent:
+    support: full
+seealso:
+  - module: airgap.images.image_load
+  - module: airgap.images.image_save
+author:
+  - airgap.images contributors (@airgap-images)
+"""
+
+EXAMPLES = r"""
+- name: Split two applications built on one OS base and one runtime
+  airgap.images.image_separate:
+    images: [registry.example.com/shop/cart:2.1, registry.example.com/shop/search:5.0]
+    base: registry.example.com/base/os:12
+    lib: registry.example.com/base/jre:21
+    dest: /srv/bundles/shop
+
+- name: Split from an archive made earlier, renaming the shared base tarball
+  airgap.images.image_separate:
+    src: /srv/bundles/all.tar
+    images: [shop/cart:2.1]
+    base: base/os:12
+    dest: /srv/bundles/cart
+    rename:
+      - name: cart_2.1_base_image.tar.gz
+        rename: os-12.tar.gz
+"""
+
+RETURN = r"""
+manifest:
+  description: The content of O(dest)/manifest.
+  returned: success
+  type: dict
+  sample: {"shop/cart:2.1": {"app": "cart_2.1_app_image.tar.gz", "appHash": "9f2c...", "appLayers": ["c41e..."],
+           "base": "cart_2.1_base_image.tar.gz", "baseHash": "77aa...", "baseImageName": "base/os:12", "baseLayer": "d4f5...",
+           "lib": "cart_2.1_lib_image.tar.gz", "libHash": "0b9e...", "libImageName": "base/jre:21", "libLayers": ["b6c6..."]}}
+files:
+  description: Every tarball, with its kind, size, sha256 and whether it was already there.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"name": "cart_2.1_base_image.tar.gz", "kind": "base", "size": 30128440, "sha256": "77aa...", "reused": false}]
+bytes_written:
+  description: Bytes written to O(dest) by this run.
+  returned: success
+  type: int
+  sample: 41220917
+naive_bytes:
+  description: Uncompressed bytes a separate full save of each application would have written (null when unknown).
+  returned: success
+  type: int
+  sample: 210763776
+msg:
+  description: Why the tarballs were written, or that they were already there.
+  returned: always
+  type: str
+  sample: /srv/bundles/shop has no manifest
+duration_s:
+  description: Seconds the task took.
+  returned: always
+  type: float
+  sample: 4.2
+"""
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError, ImageNotFoundError
+from ansible_collections.airgap.images.plugins.module_utils.module_support import (
+    Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_needed, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.reference import parse_image_selector, parse_reference, resolve_selector
+from ansible_collections.airgap.images.plugins.module_utils import separated
+
+
+def from_images(candidates, selectors):
+    """Model images (from an archive or a store export) for each selector, carrying the selected tag."""
+    chosen = []
+    for selector in selectors:
+        found = resolve_selector(parse_image_selector(selector), candidates)
+        if found is None:
+            raise ImageNotFoundError("no image %s" % selector)
+        tags = separated.selected_tags(selector, found.repo_tags)
+        chosen.append(found.with_references([parse_reference(tag) for tag in tags]))
+    return chosen
+
+
+def from_store(store, selectors):
+    metas = []
+    for selector in selectors:
+        found = store.find(selector)
+        if found is None:
+            raise ImageNotFoundError("image %s not found in %s" % (selector, store))
+        metas.append(separated.ImageMeta(found.config_digest or found.id, found.diff_ids, separated.selected_tags(selector, found.repo_tags)))
+    return metas
+
+
+def describe(dest, parts, manifest):
+    files = [dict(name=part.name, kind=part.kind, size=part.size, sha256=part.sha256, reused=part.reused) for part in parts]
+    return dict(manifest=manifest, files=files, dest=dest)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=engine_argument_spec(
+            images=dict(type="list", elements="str", required=True),
+            src=dict(type="path"),
+            base=dict(type="str", required=True),
+            lib=dict(type="str"),
+            dest=dict(type="path", required=True),
+            rename=dict(type="raw"),
+            compression=dict(type="str", default="gzip", choices=["gzip", "zstd", "none"]),
+            compression_level=dict(type="int"),
+            force=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    clean_up_on_sigterm()
+    if not params["src"] and requests_needed(params):
+        module.fail_json(msg=missing_required_lib("requests"))
+    watch = Stopwatch()
+    selectors = list(params["images"]) + [params["base"]] + ([params["lib"]] if params["lib"] else [])
+    dest, compression = params["dest"], params["compression"]
+    result = dict(changed=False, bytes_written=0, naive_bytes=None)
+    try:
+        archive = open_archive(params["src"]) if params["src"] else None
+        store = None if archive else store_from_params(params)
+        try:
+            metas = from_images(archive.images, selectors) if archive else from_store(store, selectors)
+            apps, base, lib = metas[:len(params["images"])], metas[len(params["images"])], metas[-1] if params["lib"] else None
+            parts, entries = separated.plan(apps, base, lib, compression, params["rename"])
+            reason = "force is set" if params["force"] else separated.unchanged_reason(dest, parts, entries, base, lib, compression)
+            before = separated.read_manifest(dest) if module._diff else None  # pylint: disable=protected-access
+            result.update(changed=bool(reason), msg=reason or "%s already holds these separated images" % dest)
+            if not reason:
+                result.update(describe(dest, parts, separated.read_manifest(dest)))
+            elif module.check_mode:
+                result.update(describe(dest, parts, None))
+            else:
+                result.update(write_parts(store, archive, selectors, params, dest, compression))
+            if before is not None or module._diff:  # pylint: disable=protected-access
+                result["diff"] = dict(before=_manifest_text(before), after=_manifest_text(result.get("manifest")))
+        finally:
+            if archive is not None:
+                archive.close()
+    except ImageError as err:
+        module.fail_json(msg=str(err), duration_s=watch.seconds)
+    except Exception as err:  # pylint: disable=broad-except
+        module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc(), duration_s=watch.seconds)
+    result["duration_s"] = watch.seconds
+    module.exit_json(**result)
+
+
+def write_parts(store, archive, selectors, params, dest, compression):
+    count = len(params["images"])
+    if archive is not None:
+        return _write(from_images(archive.images, selectors), count, params, dest, compression)
+    with store.open_images(selectors, os.path.dirname(os.path.abspath(dest))) as images:
+        return _write(from_images(images, selectors), count, params, dest, compression)
+
+
+def _write(images, count, params, dest, compression):
+    apps, base, lib = images[:count], images[count], images[-1] if params["lib"] else None
+    parts, entries = separated.plan(apps, base, lib, compression, params["rename"])
+    manifest = separated.write(dest, parts, entries, base, lib, compression, params["compression_level"])
+    described = describe(dest, parts, manifest)
+    described.update(bytes_written=sum(part.size for part in parts), naive_bytes=separated.naive_bytes(apps))
+    return described
+
+
+def _manifest_text(manifest):
+    if not manifest:
+        return "\n"
+    lines = []
+    for key in sorted(manifest):
+        entry = manifest[key]
+        for kind in ("base", "lib", "app"):
+            if entry.get(kind):
+                lines.append("%s %s %s %s" % (key, kind, entry[kind], entry.get(kind + "Hash")))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
