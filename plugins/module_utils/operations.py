@@ -18,6 +18,7 @@ from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
 from .store_layout import LayoutStore
+from . import separated
 
 
 # Saving -------------------------------------------------------------------------------------------------
@@ -232,19 +233,40 @@ def verify_loaded(store, images):
 # Inspecting ---------------------------------------------------------------------------------------------
 
 def archive_info(path, verify=False, platform=None):
+    """Images, tags, layers and config summary of an archive, an OCI layout, or a directory of separated images."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, separated.MANIFEST)):
+        return _separated_info(path, verify)
     with open_archive(path, platform) as archive:
-        images = []
-        for image in archive.images:
-            layers = []
-            for layer in image.layers:
-                entry = {"diff_id": layer.diff_id, "size": layer.size, "media_type": layer.media_type, "present": layer.available}
-                if verify and layer.available:
-                    with layer.open() as stream:
-                        entry["size"] = drain(stream)
-                    entry["verified"] = True
-                layers.append(entry)
-            images.append({"id": image.id, "repo_tags": sorted(image.repo_tags), "digests": image.digests,
-                           "os": image.os, "architecture": image.architecture, "variant": image.variant,
-                           "created": image.created, "size": image.size, "layers": layers})
         return {"path": path, "format": archive.format, "compression": archive.compression,
-                "directory": archive.directory, "images": images}
+                "directory": archive.directory, "images": [_image_info(image, verify) for image in archive.images]}
+
+
+def _image_info(image, verify):
+    layers = []
+    for layer in image.layers:
+        entry = {"diff_id": layer.diff_id, "size": layer.size, "media_type": layer.media_type, "present": layer.available}
+        if verify and layer.available:
+            with layer.open() as stream:
+                entry["size"] = drain(stream)
+            entry["verified"] = True
+        layers.append(entry)
+    return {"id": image.id, "repo_tags": sorted(image.repo_tags), "digests": image.digests,
+            "os": image.os, "architecture": image.architecture, "variant": image.variant,
+            "created": image.created, "size": image.size, "layers": layers}
+
+
+def _separated_info(path, verify):
+    """Each application of a separated-images directory, re-assembled from its tarballs (verified against the manifest)."""
+    manifest = separated.read_manifest(path)
+    images, compression = [], None
+    for key in sorted(manifest):
+        entry = manifest[key]
+        files = separated.entry_files(path, entry)
+        if verify:
+            separated.verify_files(files, entry)
+        with separated.SeparatedImage(files, key) as assembled:
+            info = _image_info(assembled.image, verify)
+        info["files"] = {kind: os.path.basename(file) for kind, file in files.items()}
+        images.append(info)
+        compression = (entry.get("airgap") or {}).get("compression", compression)
+    return {"path": path, "format": "separated", "compression": compression or "gzip", "directory": True, "images": images}

@@ -9,7 +9,8 @@ short_description: Describe the images in an image archive or OCI layout, option
 version_added: 0.1.0
 description:
   - Reads any image archive (C(docker save) of any Docker version, skopeo, podman, C(ctr export), oci-archive; plain,
-    gzip, zstd, xz or bzip2) or OCI layout directory and returns its images, tags, layers and config summary.
+    gzip, zstd, xz or bzip2), OCI layout directory, or directory of separated images (see M(airgap.images.image_separate))
+    and returns its images, tags, layers and config summary.
   - Reads only metadata unless O(verify=true), which re-hashes every layer against its DiffID (and every compressed
     blob against its digest) and fails naming the first layer that does not match.
   - Never changes anything.
@@ -19,12 +20,13 @@ extends_documentation_fragment:
 options:
   path:
     description:
-      - The archive file or OCI layout directory.
+      - The archive file, OCI layout directory, or directory of separated images (one holding a C(manifest)).
     type: path
     required: true
   verify:
     description:
-      - Read every layer and check it against its DiffID.
+      - Read every layer and check it against its DiffID; for separated images, also check every tarball's sha256
+        against the manifest.
     type: bool
     default: false
   platform:
@@ -60,7 +62,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 format:
-  description: The archive flavour (V(docker-archive), V(docker-archive+oci) for one that is also an OCI layout, V(oci-archive), V(oci-dir)).
+  description: The archive flavour (V(docker-archive), V(docker-archive+oci) for one that is also an OCI layout, V(oci-archive), V(oci-dir),
+    V(separated)).
   returned: success
   type: str
   sample: docker-archive+oci
@@ -114,6 +117,10 @@ images:
       description: Uncompressed layer bytes, when known.
       type: int
       sample: 73400320
+    files:
+      description: For separated images, the C(app), C(lib) and C(base) tarballs the image is assembled from.
+      type: dict
+      sample: {"app": "cart_2.1_app_image.tar.gz", "lib": "cart_2.1_lib_image.tar.gz", "base": "cart_2.1_base_image.tar.gz"}
     layers:
       description: The layers, bottom first.
       type: list

@@ -75,8 +75,9 @@ def test_round_trip_through_each_engine(playbook, engine_name, dockerd, dockerd_
         target = dict(engine="oci", engine_host=str(tmp_path / "layout"))
     bundle = str(tmp_path / "bundle.tar")
     playbook.run([save_task(bundle, [APP_A, APP_B], engine="docker", engine_host=dockerd.host)])
-    (predicted,), _out = playbook.run([load_task(bundle, **target)], check=True)
+    (predicted, predicted_again), _out = playbook.run([load_task(bundle, **target), load_task(bundle, **target)], check=True)
     assert predicted["changed"] and sorted(predicted["loaded"]) == sorted([docker_images[APP_A].id, docker_images[APP_B].id])
+    assert predicted_again["loaded"] == predicted["loaded"]  # the first check-mode run changed nothing
     (loaded, archived), _out = playbook.run([load_task(bundle, **target),
                                             save_task(str(tmp_path / "back.tar"), [APP_A, APP_B], **target)])
     assert loaded["changed"] and loaded["bytes_sent"] > 0
@@ -199,3 +200,14 @@ def test_a_host_with_only_the_standard_library(playbook, dockerd, docker_images,
     assert resaved["changed"] and resaved["compressor"] == "zlib"
     assert zstd["failed"] and "pip install zstandard" in zstd["msg"]
     assert not os.path.exists(str(tmp_path / "again.tar.zst"))
+
+
+def test_truncated_archive_fails_before_anything_is_loaded(playbook, dockerd, dockerd_factory, tmp_path):
+    bundle = str(tmp_path / "bundle.tar")
+    playbook.run([save_task(bundle, [APP_A, APP_B], engine="docker", engine_host=dockerd.host)])
+    with open(bundle, "r+b") as handle:
+        handle.truncate(os.path.getsize(bundle) - 700000)
+    target = dockerd_factory()
+    (result,), _out = playbook.run([load_task(bundle, engine="docker", engine_host=target.host)], expect_failure=True)
+    assert result["failed"] and "truncated" in result["msg"] and bundle in result["msg"]
+    assert target.image_ids() == set()

@@ -158,3 +158,12 @@ def test_no_lib_and_a_base_that_is_not_a_prefix(playbook, dockerd, docker_images
     (failed,), _out = playbook.run([separate_task(wrong, [APP_A], engine, base=APP_B)], expect_failure=True)
     assert failed["failed"] and "not built on" in failed["msg"] and docker_images[APP_B].diff_ids[2] in failed["msg"]
     assert not os.path.exists(wrong)
+
+
+def test_archive_info_describes_a_separated_directory(separated_dir, playbook, docker_images):
+    dest, _result = separated_dir
+    (info,), _out = playbook.run([{"airgap.images.image_archive_info": {"path": dest, "verify": True}}])
+    assert info["format"] == "separated" and info["compression"] == "gzip"
+    assert [image["id"] for image in info["images"]] == [docker_images[APP_A].id, docker_images[APP_B].id]
+    assert info["images"][1]["files"]["app"] == "app-b_1_app_image.tar.gz"
+    assert all(layer["verified"] for image in info["images"] for layer in image["layers"])
