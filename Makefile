@@ -112,6 +112,7 @@ demo: venv link
 
 bench: venv link
 	$(VPY) bench/bench_archive.py
+bench-modules: venv link ; $(VPY) bench/bench_modules.py
 
 clean:
 	rm -rf $(VENV) $(BUILD) tests/output .pytest_cache .hypothesis bench/results

@@ -61,13 +61,12 @@ def test_plan_shares_base_and_lib_named_after_the_first_app_and_renames(tmp_path
     apps = [image(["os", "rt1", "app-b"], "reg.example.com/shop/search:5.0"), image(["os", "rt1", "app-a"], "reg.example.com/shop/cart:2.1")]
     rename = [{"name": "cart_2.1_base_image.tar.gz", "rename": "os-12.tar.gz"}]
     parts, entries = separated.plan(apps, base, lib, "gzip", rename)
-    assert [part.name for part in parts] == ["os-12.tar.gz", "cart_2.1_lib_image.tar.gz", "cart_2.1_app_image.tar.gz",
-                                            "search_5.0_app_image.tar.gz"]
+    expected = ["os-12.tar.gz", "cart_2.1_lib_image.tar.gz", "cart_2.1_app_image.tar.gz", "search_5.0_app_image.tar.gz"]
+    assert [part.name for part in parts] == expected
     manifest = separated.write(str(tmp_path), parts, entries, base, lib, "gzip")
     assert manifest["reg.example.com/shop/search:5.0"]["base"] == "os-12.tar.gz"
     assert manifest["reg.example.com/shop/cart:2.1"]["baseLayer"] == L["os"].diff_id.split(":")[1]
-    assert sorted(os.listdir(str(tmp_path))) == ["cart_2.1_app_image.tar.gz", "cart_2.1_lib_image.tar.gz", "manifest",
-                                                "os-12.tar.gz", "search_5.0_app_image.tar.gz"]
+    assert sorted(os.listdir(str(tmp_path))) == sorted(expected + ["manifest"])
     with open_archive(str(tmp_path / "cart_2.1_lib_image.tar.gz")) as lib_tar:
         assert [layer_.available for layer_ in lib_tar.images[0].layers] == [False, True]
     assert separated.unchanged_reason(str(tmp_path), parts, entries, base, lib, "gzip") is None
