@@ -211,3 +211,15 @@ def test_truncated_archive_fails_before_anything_is_loaded(playbook, dockerd, do
     (result,), _out = playbook.run([load_task(bundle, engine="docker", engine_host=target.host)], expect_failure=True)
     assert result["failed"] and "truncated" in result["msg"] and bundle in result["msg"]
     assert target.image_ids() == set()
+
+
+@pytest.mark.parametrize("archive_format", ["oci-archive", "oci-dir"])
+def test_oci_formats_are_idempotent_and_read_by_skopeo(playbook, dockerd, docker_images, skopeo, tmp_path, archive_format):
+    dest = str(tmp_path / ("out.tar" if archive_format == "oci-archive" else "layout"))
+    task = save_task(dest, [APP_A], engine="docker", engine_host=dockerd.host, format=archive_format)
+    (first, second), _out = playbook.run([task, task])
+    assert first["changed"] and not second["changed"]
+    transport = "oci-archive" if archive_format == "oci-archive" else "oci"
+    raw = skopeo.inspect("%s:%s" % (transport, dest), "--raw")
+    assert raw["config"]["digest"] == docker_images[APP_A].id
+    assert [layer["digest"] for layer in raw["layers"]] == docker_images[APP_A].diff_ids
