@@ -15,7 +15,7 @@ in an ``images:`` list, by name first and then by full or short image ID, as
 
 import re
 
-from .errors import InvalidReferenceError
+from .errors import ImageNotFoundError, InvalidReferenceError
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -315,3 +315,15 @@ def _distinguishable(image_ids):
         if len(set(shortened)) == len(shortened):
             return shortened
     return list(image_ids)
+
+
+def resolve_all(selectors, candidates, where):
+    """The candidate each selector names, in order; ImageNotFoundError naming ``where`` for one that names none."""
+    candidates = list(candidates)
+    chosen = []
+    for selector in selectors:
+        found = resolve_selector(selector, candidates)
+        if found is None:
+            raise ImageNotFoundError("%s has no image %s" % (where, selector))
+        chosen.append(found)
+    return chosen

@@ -22,7 +22,7 @@ import threading
 from .archive import open_archive
 from .docker_archive import write_docker_archive
 from .errors import ImageNotFoundError, InvalidReferenceError, StoreError
-from .reference import parse_image_selector, parse_reference, resolve_selector
+from .reference import parse_image_selector, parse_reference, resolve_all, resolve_selector
 from .store_containerd import ContainerdStore
 from .store_docker import DockerClient, DockerStore
 from .store_layout import LayoutStore
@@ -81,14 +81,8 @@ class _ModelStore:
 
     @contextlib.contextmanager
     def open_images(self, selectors, workdir=None):  # pylint: disable=unused-argument
-        images = self.images()
-        chosen = []
-        for selector in selectors:
-            found = resolve_selector(parse_image_selector(selector), images)
-            if found is None:
-                raise ImageNotFoundError("%s has no image %s" % (self, selector))
-            chosen.append(_only_selected_tags(found, selector))
-        yield chosen
+        found = resolve_all(selectors, self.images(), str(self))
+        yield [_only_selected_tags(image, selector) for image, selector in zip(found, selectors)]
 
 
 def _only_selected_tags(image, selector):
@@ -236,15 +230,7 @@ class PodmanStore(EngineStore):
 
 
 def _subset(images, selectors):
-    if selectors is None:
-        return images
-    chosen = []
-    for selector in selectors:
-        found = resolve_selector(parse_image_selector(selector), images)
-        if found is None:
-            raise ImageNotFoundError("the archive has no image %s" % selector)
-        chosen.append(found)
-    return chosen
+    return images if selectors is None else resolve_all(selectors, images, "the archive")
 
 
 def _streamed_archive(images, omit_layers):

@@ -176,19 +176,7 @@ from ansible_collections.airgap.images.plugins.module_utils.module_support impor
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     LoadPlan, archive_lines, archive_sender, images_sender, plan_load, run_load, verify_loaded)
 from ansible_collections.airgap.images.plugins.module_utils import separated
-from ansible_collections.airgap.images.plugins.module_utils.reference import parse_image_selector, resolve_selector
-
-
-def select(images, selectors):
-    if not selectors:
-        return images
-    chosen = []
-    for selector in selectors:
-        found = resolve_selector(parse_image_selector(selector), images)
-        if found is None:
-            raise ImageNotFoundError("the archive has no image %s" % selector)
-        chosen.append(found)
-    return chosen
+from ansible_collections.airgap.images.plugins.module_utils.reference import resolve_all
 
 
 @contextlib.contextmanager
@@ -237,7 +225,7 @@ def main():
     try:
         store = store_from_params(params)
         with open_source(params) as (images, send):
-            images = select(images, params["images"])
+            images = resolve_all(params["images"], images, "the archive") if params["images"] else images
             plan = LoadPlan() if params["force"] else plan_load(store, images)
             if params["force"]:
                 plan.to_load = list(images)

@@ -153,33 +153,25 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
-from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError, ImageNotFoundError
+from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
+from ansible_collections.airgap.images.plugins.module_utils.operations import find_wanted
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_needed, store_from_params)
-from ansible_collections.airgap.images.plugins.module_utils.reference import parse_image_selector, parse_reference, resolve_selector
+from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference, resolve_all
 from ansible_collections.airgap.images.plugins.module_utils import separated
 
 
 def from_images(candidates, selectors):
     """Model images (from an archive or a store export) for each selector, carrying the selected tag."""
-    chosen = []
-    for selector in selectors:
-        found = resolve_selector(parse_image_selector(selector), candidates)
-        if found is None:
-            raise ImageNotFoundError("no image %s" % selector)
-        tags = separated.selected_tags(selector, found.repo_tags)
-        chosen.append(found.with_references([parse_reference(tag) for tag in tags]))
-    return chosen
+    return [found.with_references([parse_reference(tag) for tag in separated.selected_tags(selector, found.repo_tags)])
+            for found, selector in zip(resolve_all(selectors, candidates, "the source"), selectors)]
 
 
 def from_store(store, selectors):
-    metas = []
-    for selector in selectors:
-        found = store.find(selector)
-        if found is None:
-            raise ImageNotFoundError("image %s not found in %s" % (selector, store))
-        metas.append(separated.ImageMeta(found.config_digest or found.id, found.diff_ids, separated.selected_tags(selector, found.repo_tags)))
-    return metas
+    """Planning metadata from the store alone: no layer is read."""
+    return [separated.ImageMeta(item.store_image.config_digest or item.store_image.id, item.store_image.diff_ids,
+                                separated.selected_tags(item.selector, item.store_image.repo_tags))
+            for item in find_wanted(store, selectors)]
 
 
 def describe(dest, parts, manifest):
