@@ -60,8 +60,11 @@ print(result.compressor)
 """
 
 
-def make_layers(context, size_mb):
-    """Four files: two incompressible, two text-like, ``size_mb`` in all."""
+def make_layers(context, size_mb, text_like=True):
+    """Four files, ``size_mb`` in all, written 1 MB at a time, and a Dockerfile copying each into its own layer.
+
+    Seeded, so every run writes the same bytes; the second and fourth file are text-like unless ``text_like`` is false.
+    """
     rng = random.Random(42)
     quarter = size_mb * 1024 * 1024 // 4
     words = [("%x" % rng.getrandbits(24)).encode() for _word in range(4096)]
@@ -69,11 +72,25 @@ def make_layers(context, size_mb):
         with open(os.path.join(context, "part%d" % index), "wb") as out:
             left = quarter
             while left > 0:
-                block = rng.randbytes(1 << 20) if index % 2 == 0 else b" ".join(rng.choice(words) for _word in range(180000))[:1 << 20]
+                if text_like and index % 2:
+                    block = b" ".join(rng.choice(words) for _word in range(180000))[:1 << 20]
+                else:
+                    block = rng.randbytes(1 << 20)
                 out.write(block[:left])
                 left -= len(block[:left])
     with open(os.path.join(context, "Dockerfile"), "w") as out:
         out.write("FROM scratch\n" + "".join("COPY part%d /part%d\n" % (i, i) for i in range(4)))
+
+
+def build_image(dockerd, work, size_mb, name, text_like=True):
+    """Build ``name`` of ``size_mb`` MB in four layers in ``dockerd``; returns the bytes of its files."""
+    context = os.path.join(work, "context")
+    os.makedirs(context)
+    make_layers(context, size_mb, text_like)
+    dockerd.cli("build", "-q", "-t", name, context, timeout=1800)
+    image_bytes = sum(os.path.getsize(os.path.join(context, "part%d" % i)) for i in range(4))
+    shutil.rmtree(context)
+    return image_bytes
 
 
 def measure(label, tool, command, image_bytes, output=None, env=None):
@@ -108,11 +125,7 @@ def main():
     engines = Engines()
     try:
         dockerd = engines.dockerd()
-        context = os.path.join(work, "context")
-        os.makedirs(context)
-        make_layers(context, args.size)
-        dockerd.cli("build", "-q", "-t", "bench/big:1", context, timeout=1800)
-        image_bytes = sum(os.path.getsize(os.path.join(context, "part%d" % i)) for i in range(4))
+        image_bytes = build_image(dockerd, work, args.size, "bench/big:1")
         env = dict(os.environ, PYTHONPATH=collection_path())
         docker = [DOCKER_CLI, "-H", dockerd.host]
         saved, ours = os.path.join(work, "docker.tar"), os.path.join(work, "ours.tar")

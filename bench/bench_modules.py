@@ -35,7 +35,6 @@ The exit status is 1 when a re-run of an airgap.images module reports changed.
 
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -47,21 +46,13 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _load_bench_archive():
-    """bench/bench_archive.py as a module (bench/ is not a package): its collection_path, measure, print_table and make_layers."""
-    spec = importlib.util.spec_from_file_location("bench_archive", os.path.join(HERE, "bench_archive.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH_ARCHIVE = _load_bench_archive()  # also puts collection_path() on sys.path
+# bench_archive.py sits beside this script (sys.path[0]); importing it also puts the collection on sys.path
+import bench_archive as BENCH_ARCHIVE  # noqa: E402  pylint: disable=wrong-import-position
 ROOT = BENCH_ARCHIVE.ROOT
 GNU_TIME = BENCH_ARCHIVE.GNU_TIME
 collection_path = BENCH_ARCHIVE.collection_path
 measure = BENCH_ARCHIVE.measure
 print_table = BENCH_ARCHIVE.print_table
-make_layers = BENCH_ARCHIVE.make_layers
 
 from ansible_collections.airgap.images.tests.system.engines import DOCKER_CLI, Engines  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -207,13 +198,8 @@ def main():
         collections, our_version = install_collection(work)
         say("starting a private dockerd and building a %d MB image" % args.size)
         dockerd = engines.dockerd()
-        context = os.path.join(work, "context")
-        os.makedirs(context)
-        make_layers(context, args.size)
-        dockerd.cli("build", "-q", "-t", IMAGE, context, timeout=1800)
+        image_bytes = BENCH_ARCHIVE.build_image(dockerd, work, args.size, IMAGE)
         image_id = dockerd.inspect(IMAGE)[0]["Id"]
-        image_bytes = sum(os.path.getsize(os.path.join(context, "part%d" % i)) for i in range(4))
-        shutil.rmtree(context)
         runner = Runner(work, [collections, BENCH_COLLECTIONS], image_bytes)
         docker = [DOCKER_CLI, "-H", dockerd.host]
         docker_env = dict(os.environ, DOCKER_CONFIG=dockerd.config_dir)

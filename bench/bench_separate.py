@@ -34,7 +34,6 @@ under 100 MB for each of our runs.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -46,15 +45,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MB = 1024 * 1024
 
 
-def _load_bench_archive():
-    """bench/bench_archive.py as a module (bench/ is not a package): its collection_path, measure and print_table."""
-    spec = importlib.util.spec_from_file_location("bench_archive", os.path.join(HERE, "bench_archive.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH_ARCHIVE = _load_bench_archive()  # also puts collection_path() on sys.path
+# bench_archive.py sits beside this script (sys.path[0]); importing it also puts the collection on sys.path
+import bench_archive as BENCH_ARCHIVE  # noqa: E402  pylint: disable=wrong-import-position
 collection_path = BENCH_ARCHIVE.collection_path
 measure = BENCH_ARCHIVE.measure
 print_table = BENCH_ARCHIVE.print_table

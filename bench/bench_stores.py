@@ -19,10 +19,8 @@ requirement "a 1 GB image streams through each store with peak RSS under
 """
 
 import argparse
-import importlib.util
 import json
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -30,15 +28,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _load_bench_archive():
-    """bench/bench_archive.py as a module (bench/ is not a package): its collection_path, measure and print_table."""
-    spec = importlib.util.spec_from_file_location("bench_archive", os.path.join(HERE, "bench_archive.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH_ARCHIVE = _load_bench_archive()  # also puts collection_path() on sys.path
+# bench_archive.py sits beside this script (sys.path[0]); importing it also puts the collection on sys.path
+import bench_archive as BENCH_ARCHIVE  # noqa: E402  pylint: disable=wrong-import-position
 collection_path = BENCH_ARCHIVE.collection_path
 measure = BENCH_ARCHIVE.measure
 print_table = BENCH_ARCHIVE.print_table
@@ -51,7 +42,6 @@ from ansible_collections.airgap.images.plugins.module_utils.store import open_st
 
 IMAGE = "bench/big:1"
 LIMIT_MB = 100
-LAYERS = 4
 
 SAVE_FROM_STORE = """
 import sys
@@ -70,21 +60,6 @@ from ansible_collections.airgap.images.plugins.module_utils.store import open_st
 engine, host, path = sys.argv[1:4]
 print(open_store(engine, host, insecure_http=True).load(path))
 """
-
-
-def make_layers(context, size_mb):
-    """``LAYERS`` files of seeded incompressible bytes, ``size_mb`` in all, written 1 MB at a time; and a Dockerfile."""
-    rng = random.Random(42)
-    part = size_mb * 1024 * 1024 // LAYERS
-    for index in range(LAYERS):
-        with open(os.path.join(context, "part%d" % index), "wb") as out:
-            left = part
-            while left > 0:
-                block = rng.randbytes(min(left, 1 << 20))
-                out.write(block)
-                left -= len(block)
-    with open(os.path.join(context, "Dockerfile"), "w") as out:
-        out.write("FROM scratch\n" + "".join("COPY part%d /part%d\n" % (i, i) for i in range(LAYERS)))
 
 
 class Bench:
@@ -161,12 +136,7 @@ def main():
     engines = Engines()
     try:
         dockerd = engines.dockerd()
-        context = os.path.join(work, "context")
-        os.makedirs(context)
-        make_layers(context, args.size)
-        image_bytes = sum(os.path.getsize(os.path.join(context, "part%d" % i)) for i in range(LAYERS))
-        dockerd.cli("build", "-q", "-t", IMAGE, context, timeout=1800)
-        shutil.rmtree(context)
+        image_bytes = BENCH_ARCHIVE.build_image(dockerd, work, args.size, IMAGE, text_like=False)
         diff_ids = dockerd.inspect(IMAGE)[0]["RootFS"]["Layers"]
         bench = Bench(work, image_bytes, diff_ids)
         archive = os.path.join(work, "docker.tar")
