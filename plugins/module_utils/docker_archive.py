@@ -89,12 +89,13 @@ def _references(repo_tags, what):
 
 def _layer(source, path, diff_id, layer_source, what):
     blob_digest = digest_of_path(path)
+    on_disk = source.compression == NONE and source.exists(path)  # sizes are free to learn only from a plain, indexed tar
     size = None
     if layer_source and layer_source.get("mediaType") in _UNCOMPRESSED_TYPES and isinstance(layer_source.get("size"), int):
         size = layer_source["size"]
-    elif source.compression == NONE and source.exists(path) and _is_uncompressed(source, path):
+    elif on_disk and _is_uncompressed(source, path):
         size = source.size(path)
-    blob_size = source.size(path) if blob_digest and source.compression == NONE and source.exists(path) else None
+    blob_size = source.size(path) if blob_digest and on_disk else None
     return Layer(diff_id, lambda: source.open(path), size=size, blob_digest=blob_digest, blob_size=blob_size,
                  available=lambda: source.exists(path), what=what)
 

@@ -77,7 +77,7 @@ class _ModelStore:
         return [store_image_from_model(image) for image in self.images()]
 
     def find(self, selector):
-        return resolve_selector(parse_image_selector(selector) if isinstance(selector, str) else selector, self._candidates())
+        return resolve_selector(selector, self._candidates())
 
     @contextlib.contextmanager
     def open_images(self, selectors, workdir=None):  # pylint: disable=unused-argument
