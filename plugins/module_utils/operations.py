@@ -18,7 +18,7 @@ from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
 from .store_layout import LayoutStore
-from . import separated
+from . import separated, shipping
 
 
 # Saving -------------------------------------------------------------------------------------------------
@@ -113,6 +113,8 @@ def _with_tags(image, item):
 def _write_layout_dir(images, dest):
     """An OCI layout directory, built beside ``dest`` and swapped in whole."""
     parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        raise ImageError("cannot write %s: directory %s does not exist" % (dest, parent))
     building = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".", dir=parent)
     try:
         LayoutStore(building).import_images(images)
@@ -204,19 +206,41 @@ def run_load(store, plan, send):
 
 
 def archive_sender(store, archive_path, all_images):
-    """Load from an archive file: the file as it is when every image is wanted, else just the wanted ones."""
+    """Load from an archive file: the file as it is when every image is wanted, else just the wanted ones.
+
+    A directory (an OCI layout, possibly partial) is streamed as images; the layers it lacks are left to the store.
+    """
+    if os.path.isdir(archive_path):
+        return images_sender(store)
+
     def send(images):
         whole = len(images) == len(all_images)
         store.load(archive_path, images=None if whole else [image.id for image in images])
     return send
 
 
-def images_sender(store):
-    """Load model images (e.g. re-assembled from separated tarballs); layers no source holds are left to the target."""
+def images_sender(store, leave_out=frozenset()):
+    """Load model images (e.g. re-assembled from separated tarballs); layers no source holds are left to the target.
+
+    The DiffIDs in ``leave_out`` (layers the target holds) are not sent either: a pull then fetches only what is new.
+    """
     def send(images):
-        absent = [layer.diff_id for image in images for layer in image.layers if not layer.available]
-        store.load_images(images, omit_layers=absent)
+        omit = [layer.diff_id for image in images for layer in image.layers if not layer.available or layer.diff_id in leave_out]
+        store.load_images(images, omit_layers=omit)
     return send
+
+
+def new_layer_bytes(images, held):
+    """Uncompressed bytes of the layers of ``images`` not in ``held``, each counted once."""
+    sizes = {layer.diff_id: layer.size or 0 for image in images for layer in image.layers if layer.diff_id not in held}
+    return sum(sizes.values())
+
+
+def plan_shipping(store, bundle, staging=None):
+    """What a host must receive of ``bundle`` (an OCI layout described by ``archive_info``) to hold all its images."""
+    load_plan = plan_load(store, shipping.bundle_images(bundle))
+    held = store.held_layers() if load_plan.to_load else set()
+    return shipping.files_to_ship(bundle, load_plan, held, staging)
 
 
 def verify_loaded(store, images):
@@ -232,19 +256,33 @@ def verify_loaded(store, images):
 
 # Inspecting ---------------------------------------------------------------------------------------------
 
+def describe_held(store, selectors):
+    """What ``store`` holds of each selector: ID, tags and DiffIDs, or present=false."""
+    held = []
+    for selector in selectors:
+        found = store.find(selector)
+        entry = {"name": selector, "present": found is not None}
+        if found is not None:
+            entry.update(id=found.id, repo_tags=found.repo_tags, diff_ids=list(found.diff_ids))
+        held.append(entry)
+    return held
+
+
 def archive_info(path, verify=False, platform=None):
     """Images, tags, layers and config summary of an archive, an OCI layout, or a directory of separated images."""
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, separated.MANIFEST)):
         return _separated_info(path, verify)
     with open_archive(path, platform) as archive:
-        return {"path": path, "format": archive.format, "compression": archive.compression,
+        info = {"path": path, "format": archive.format, "compression": archive.compression,
                 "directory": archive.directory, "images": [_image_info(image, verify) for image in archive.images]}
+    return shipping.add_bundle_files(path, info) if info["format"] == OCI_DIR else info
 
 
 def _image_info(image, verify):
     layers = []
     for layer in image.layers:
-        entry = {"diff_id": layer.diff_id, "size": layer.size, "media_type": layer.media_type, "present": layer.available}
+        entry = {"diff_id": layer.diff_id, "digest": layer.blob_digest or layer.diff_id, "size": layer.size,
+                 "media_type": layer.media_type, "present": layer.available}
         if verify and layer.available:
             with layer.open() as stream:
                 entry["size"] = drain(stream)

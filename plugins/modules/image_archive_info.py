@@ -58,6 +58,13 @@ EXAMPLES = r"""
   airgap.images.image_archive_info:
     path: /media/usb/apps.tar
     verify: true
+
+- name: Describe a bundle directory on the controller, to plan what each host needs
+  airgap.images.image_archive_info:
+    path: /srv/bundles/site-a/oci
+  delegate_to: localhost
+  run_once: true
+  register: bundle_info
 """
 
 RETURN = r"""
@@ -122,10 +129,23 @@ images:
       type: dict
       sample: {"app": "cart_2.1_app_image.tar.gz", "lib": "cart_2.1_lib_image.tar.gz", "base": "cart_2.1_base_image.tar.gz"}
     layers:
-      description: The layers, bottom first.
+      description:
+        - The layers, bottom first, each with its DiffID, the digest of its stored blob (the DiffID when stored uncompressed),
+          uncompressed size, media type, and whether the archive holds it.
+        - For an OCI layout directory, also C(file) (the blob's path inside the directory) and C(file_size).
       type: list
       elements: dict
-      sample: [{diff_id: "sha256:d4f5...", size: 2048, media_type: application/vnd.oci.image.layer.v1.tar, present: true, verified: true}]
+      sample: [{diff_id: "sha256:d4f5...", digest: "sha256:d4f5...", size: 2048, media_type: application/vnd.oci.image.layer.v1.tar,
+                present: true, verified: true, file: "blobs/sha256/d4f5...", file_size: 2048}]
+metadata_files:
+  description:
+    - For an OCI layout directory, every file that is not a layer blob (C(oci-layout), C(index.json), manifests, configs), with
+      its size and sha256. Together with the layers' C(file) entries this is what M(airgap.images.image_store_info) plans
+      shipping from.
+  returned: when O(path) is an OCI layout directory
+  type: list
+  elements: dict
+  sample: [{file: index.json, file_size: 1042, sha256: "9c1f..."}]
 """
 
 import traceback

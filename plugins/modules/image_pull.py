@@ -1,0 +1,185 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: image_pull
+short_description: Pull images from a site registry into the host's engine, fetching only the layers it lacks
+version_added: 0.1.0
+description:
+  - Reads each of O(images) from the registry at O(registry) (the image keeps its repository path there, so
+    C(registry.example.com/team/api:1.4.2) is read from C(<registry>/team/api:1.4.2)) and loads it into the engine the
+    engine options name, tagged with the name given in O(images).
+  - Idempotent, as M(airgap.images.image_load) - images present with their tags are skipped, an image present under other
+    tags is only tagged, and only the layers the engine does not hold are fetched from the registry.
+  - Every layer fetched is checked against its digest; every image is looked up again after the load.
+  - Needs no daemon-side registry configuration (no C(insecure-registries), no mirrors), so it also works for containerd
+    and the OCI layout store.
+extends_documentation_fragment:
+  - airgap.images.engine
+  - airgap.images.attributes
+  - airgap.images.attributes.actiongroup
+options:
+  images:
+    description:
+      - The images to pull, by their full reference.
+    type: list
+    elements: str
+    required: true
+  registry:
+    description:
+      - The registry to pull from, C(host[:port]).
+    type: str
+    required: true
+  registry_username:
+    description:
+      - User name for O(registry). Without one, credentials are taken from C(~/.docker/config.json) when it has them.
+    type: str
+  registry_password:
+    description:
+      - Password or token for O(registry).
+    type: str
+  registry_ca_path:
+    description:
+      - CA certificate to verify O(registry) with.
+    type: path
+  registry_validate_certs:
+    description:
+      - Verify O(registry)'s TLS certificate.
+    type: bool
+    default: true
+  registry_insecure:
+    description:
+      - Talk plain HTTP to O(registry). Only for registries on a trusted network.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Reads the manifests and the engine's metadata and reports what a run would load or tag.
+  diff_mode:
+    support: full
+    details: Shows which of the images the engine holds before and after.
+  idempotent:
+    support: full
+seealso:
+  - module: airgap.images.image_load
+  - role: airgap.images.rollout
+author:
+  - airgap.images contributors (@airgap-images)
+"""
+
+EXAMPLES = r"""
+- name: Pull the release from the site registry into containerd
+  airgap.images.image_pull:
+    engine: containerd
+    registry: registry.site.internal:5000
+    registry_ca_path: /etc/pki/site-ca.pem
+    images:
+      - registry.example.com/team/api:1.4.2
+      - registry.example.com/team/worker:1.4.2
+"""
+
+RETURN = r"""
+loaded:
+  description: IDs of the images loaded into the engine.
+  returned: success
+  type: list
+  elements: str
+  sample: [sha256:4e6a6512443b2d1b2ad15cd7d4a2bd2a9c4f7e2e0c2a1d6e49b2c6b5d35b9c2a]
+tagged:
+  description: Tags added to images the engine already had.
+  returned: success
+  type: list
+  elements: str
+  sample: [registry.example.com/team/api:1.4.2]
+skipped:
+  description: Images left alone, with the reason.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{id: "sha256:4e6a...", repo_tags: [registry.example.com/team/api:1.4.2], reason: present with all its tags}]
+bytes_pulled:
+  description: Uncompressed bytes of the layers fetched from the registry (each layer once; held layers are not fetched).
+  returned: success
+  type: int
+  sample: 73400320
+msg:
+  description: What was done.
+  returned: always
+  type: str
+  sample: pulled 1 image(s) (73400320 bytes of layers), tagged 0, skipped 1
+duration_s:
+  description: Seconds the task took.
+  returned: always
+  type: float
+  sample: 2.3
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
+from ansible_collections.airgap.images.plugins.module_utils.module_support import (
+    Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_missing, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.operations import (
+    archive_lines, images_sender, new_layer_bytes, plan_load, run_load, verify_loaded)
+from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+
+
+def registry_store(params):
+    return open_store("registry", params["registry"], platform=params["platform"], username=params["registry_username"],
+                      password=params["registry_password"], validate_certs=params["registry_validate_certs"],
+                      ca_path=params["registry_ca_path"], timeout=params["timeout"], insecure_http=params["registry_insecure"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=engine_argument_spec(
+            images=dict(type="list", elements="str", required=True),
+            registry=dict(type="str", required=True),
+            registry_username=dict(type="str"),
+            registry_password=dict(type="str", no_log=True),
+            registry_ca_path=dict(type="path"),
+            registry_validate_certs=dict(type="bool", default=True),
+            registry_insecure=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    clean_up_on_sigterm()
+    if requests_missing():
+        module.fail_json(msg=missing_required_lib("requests"))
+    watch = Stopwatch()
+    result = dict(changed=False, loaded=[], tagged=[], skipped=[], bytes_pulled=0)
+    try:
+        target = store_from_params(params)
+        with registry_store(params).open_images(params["images"]) as images:
+            plan = plan_load(target, images)
+            held = target.held_layers() if plan.to_load else set()
+            result.update(changed=plan.changed, skipped=plan.skipped, bytes_pulled=new_layer_bytes(plan.to_load, held))
+            if module._diff:  # pylint: disable=protected-access
+                before = [image for image in images if image not in plan.to_load]
+                result["diff"] = dict(before="\n".join(archive_lines(before)) + "\n", after="\n".join(archive_lines(images)) + "\n")
+            if module.check_mode:
+                result.update(loaded=[image.id for image in plan.to_load],
+                              tagged=[ref.familiar() for _i, _p, missing in plan.to_tag for ref in missing])
+            elif plan.changed:
+                loaded, tagged = run_load(target, plan, images_sender(target, held))
+                verify_loaded(target, images)
+                result.update(loaded=[image.id for image in loaded], tagged=tagged)
+    except ImageError as err:
+        module.fail_json(msg=str(err), duration_s=watch.seconds, **result)
+    except Exception as err:  # pylint: disable=broad-except
+        module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc(), duration_s=watch.seconds)
+    verb = "would pull" if module.check_mode else "pulled"
+    result["msg"] = "%s %d image(s) (%d bytes of layers), tagged %d, skipped %d" % (
+        verb, len(result["loaded"]), result["bytes_pulled"], len(result["tagged"]), len(result["skipped"]))
+    result["duration_s"] = watch.seconds
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: image_store_info
+short_description: Ask an engine, registry or OCI layout which images it holds, and which files of a bundle it lacks
+version_added: 0.1.0
+description:
+  - Looks up O(images) in the store and returns what it holds of each (ID, tags, DiffIDs).
+  - With O(bundle) (the result of M(airgap.images.image_archive_info) on an OCI layout directory, typically on the
+    controller), plans a transfer. Images the store holds with all their tags need nothing; an image held under other tags
+    needs only the small metadata files; for the rest, the layer blobs the store does not hold are listed too. Copy the
+    listed files into O(staging) and load that directory with M(airgap.images.image_load): a thin load completes the images
+    from the layers the store has.
+  - Files already in O(staging) that hash to the bundle's sums are not listed again (a copy cut short resumes where it
+    stopped); a partial or corrupt staged file is listed, so it is copied again and never loaded.
+  - Never changes anything.
+extends_documentation_fragment:
+  - airgap.images.engine
+  - airgap.images.attributes
+  - airgap.images.attributes.actiongroup
+options:
+  images:
+    description:
+      - Images to look up, by reference or ID.
+    type: list
+    elements: str
+    default: []
+  bundle:
+    description:
+      - The registered result of M(airgap.images.image_archive_info) on the bundle, an OCI layout directory (its C(images)
+        with each layer's C(file) and C(file_size), and C(metadata_files)).
+    type: dict
+  staging:
+    description:
+      - The directory on this host the bundle's files are copied into. Files already there are checked against their sha256.
+    type: path
+attributes:
+  check_mode:
+    support: full
+    details: The module never changes anything.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+seealso:
+  - module: airgap.images.image_archive_info
+  - module: airgap.images.image_load
+  - role: airgap.images.rollout
+author:
+  - airgap.images contributors (@airgap-images)
+"""
+
+EXAMPLES = r"""
+- name: Is the API image on this host, and under which tags?
+  airgap.images.image_store_info:
+    images: [registry.example.com/team/api:1.4.2]
+  register: held
+
+- name: Which files of the controller's bundle does this host lack?
+  airgap.images.image_store_info:
+    engine: containerd
+    bundle: "{{ bundle_info }}"
+    staging: /var/tmp/airgap-staging
+  register: plan
+
+- name: Copy just those
+  ansible.builtin.copy:
+    src: "/srv/bundles/site-a/oci/{{ item.file }}"
+    dest: "/var/tmp/airgap-staging/{{ item.file }}"
+    mode: "0644"
+  loop: "{{ plan.ship }}"
+"""
+
+RETURN = r"""
+images:
+  description: What the store holds of each of O(images).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{name: registry.example.com/team/api:1.4.2, present: true, id: "sha256:4e6a...",
+            repo_tags: [registry.example.com/team/api:1.4.2], diff_ids: ["sha256:d4f5..."]}]
+bundle_images:
+  description: Each image of O(bundle) and what it needs, C(present), C(tag) (held under other tags) or C(load).
+  returned: when O(bundle) is given
+  type: list
+  elements: dict
+  sample: [{id: "sha256:4e6a...", repo_tags: [registry.example.com/team/api:1.4.2], state: load}]
+needs_load:
+  description: Whether any image of O(bundle) must be loaded or tagged.
+  returned: when O(bundle) is given
+  type: bool
+  sample: true
+ship:
+  description: The bundle's files to copy into O(staging), paths relative to the bundle directory, layers first and
+    C(index.json) last; empty when the store holds everything.
+  returned: when O(bundle) is given
+  type: list
+  elements: dict
+  sample: [{file: blobs/sha256/77aa..., size: 73400320}, {file: index.json, size: 1042}]
+ship_bytes:
+  description: Bytes of the files in RV(ship).
+  returned: when O(bundle) is given
+  type: int
+  sample: 73402380
+staged:
+  description: Files the plan needs that are already in O(staging), intact.
+  returned: when O(bundle) is given
+  type: list
+  elements: dict
+  sample: []
+skip_bytes:
+  description: Bytes of the bundle this host does not need to receive (layers it holds, images it has).
+  returned: when O(bundle) is given
+  type: int
+  sample: 180355072
+bundle_bytes:
+  description: Bytes of the whole bundle (each layer once).
+  returned: when O(bundle) is given
+  type: int
+  sample: 253757452
+naive_bytes:
+  description: Bytes a copy of every image in full would send (each image's layers, shared ones again for every image).
+  returned: when O(bundle) is given
+  type: int
+  sample: 507514904
+missing_layers:
+  description: DiffIDs of the layers this host must receive.
+  returned: when O(bundle) is given
+  type: list
+  elements: str
+  sample: [sha256:77aa...]
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
+from ansible_collections.airgap.images.plugins.module_utils.module_support import (
+    engine_argument_spec, requests_needed, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.operations import describe_held, plan_shipping
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=engine_argument_spec(
+            images=dict(type="list", elements="str", default=[]),
+            bundle=dict(type="dict"),
+            staging=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if requests_needed(params):
+        module.fail_json(msg=missing_required_lib("requests"))
+    result = dict(changed=False)
+    try:
+        store = store_from_params(params)
+        result["images"] = describe_held(store, params["images"])
+        if params["bundle"] is not None:
+            plan = plan_shipping(store, params["bundle"], params["staging"])
+            result.update(plan.result())
+    except ImageError as err:
+        module.fail_json(msg=str(err), **result)
+    except Exception as err:  # pylint: disable=broad-except
+        module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc())
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

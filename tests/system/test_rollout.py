@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The rollout role as users run it: one play, three hosts with real engines (two dockerd, one containerd).
+
+The controller bundles from the session dockerd; each "host" is an inventory entry with
+``ansible_connection=local`` whose ``rollout_engine*`` variables point at its own engine.
+"""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from ansible_collections.airgap.images.tests.system.engines import build_test_images
+from ansible_collections.airgap.images.tests.system.playbooks import BIN, clean_env
+
+APPS_V1 = ["airgap-test/app-a:1", "airgap-test/app-b:1"]
+BASE, LIB = "airgap-test/base:1", "airgap-test/lib:1"
+APP_A2 = {"airgap-test/app-a:2": ("airgap-test/lib:1", {"app/a.bin": (900 * 1024, 41)}, ['CMD ["/app/a.bin"]'])}
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+class Fleet:
+    """An inventory of local "hosts", each with its engine, and a way to run the rollout play on them."""
+
+    def __init__(self, collections, work, source_host, hosts):
+        self.collections = collections
+        self.work = work
+        self.source_host = source_host
+        self.hosts = hosts  # {name: {"engine": ..., "engine_host": ...}}
+        self.runs = 0
+
+    def inventory(self, extra_host_vars=None):
+        lines = ["[site]"]
+        for name, engine in self.hosts.items():
+            host_vars = dict(ansible_connection="local", ansible_python_interpreter=os.path.join(BIN, "python"),
+                             rollout_engine=engine["engine"], rollout_engine_host=engine["engine_host"],
+                             rollout_staging_dir=os.path.join(self.work, "staging", name))
+            host_vars.update((extra_host_vars or {}).get(name, {}))
+            lines.append(name + " " + " ".join("%s=%s" % item for item in host_vars.items()))
+        path = os.path.join(self.work, "inventory-%d.ini" % self.runs)
+        with open(path, "w") as out:
+            out.write("\n".join(lines) + "\n")
+        return path
+
+    def run(self, images, role_vars=None, play_options=None, extra_host_vars=None, expect_rc=0):
+        self.runs += 1
+        reports = os.path.join(self.work, "reports-%d" % self.runs)
+        os.makedirs(reports)
+        variables = dict(rollout_images=images, rollout_base=BASE, rollout_lib=LIB, rollout_source_engine="docker",
+                         rollout_source_engine_host=self.source_host, rollout_bundle_dir=os.path.join(self.work, "bundle"))
+        variables.update(role_vars or {})
+        play = dict({"hosts": "site", "gather_facts": False, "roles": [{"role": "airgap.images.rollout", "vars": variables}]},
+                    **(play_options or {}))
+        report_play = {"hosts": "site", "gather_facts": False, "tasks": [{
+            "ansible.builtin.copy": {"content": "{{ rollout_report | to_json }}", "dest": reports + "/{{ inventory_hostname }}.json",
+                                     "mode": "0644"},
+            "delegate_to": "localhost", "changed_when": False}]}
+        path = os.path.join(self.work, "play-%d.yml" % self.runs)
+        with open(path, "w") as out:
+            json.dump([play, report_play], out)
+        env = clean_env(ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0")
+        done = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", self.inventory(extra_host_vars), path],
+                              env=env, capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != expect_rc:
+            raise AssertionError("ansible-playbook exited %d (expected %d):\n%s\n%s"
+                                 % (done.returncode, expect_rc, done.stdout[-8000:], done.stderr[-3000:]))
+        recap = {host: dict(ok=int(ok), changed=int(changed), unreachable=int(unreachable), failed=int(failed))
+                 for host, ok, changed, unreachable, failed in RECAP.findall(done.stdout)}
+        found = {}
+        for name in self.hosts:
+            path = os.path.join(reports, name + ".json")
+            if os.path.exists(path):
+                with open(path) as handle:
+                    found[name] = json.load(handle)
+        return recap, found, done.stdout
+
+
+def held_ids(engine, kind):
+    """{tag: image ID} the engine holds, through its own CLI."""
+    if kind == "docker":
+        lines = engine.cli("images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout.split()
+        return dict(zip(lines[::2], lines[1::2]))
+    refs = engine.ctr("images", "list").stdout.splitlines()[1:]
+    return {line.split()[0].replace("docker.io/", ""): None for line in refs if line.strip()}
+
+
+def blob_size(bundle, diff_id):
+    return os.path.getsize(os.path.join(bundle, "oci", "blobs", "sha256", diff_id.split(":", 1)[1]))
+
+
+@pytest.fixture
+def fleet(collections_path, tmp_path, dockerd, docker_images, dockerd_factory, containerd_factory):
+    hosts = {"host1": dockerd_factory(), "host2": dockerd_factory(), "host3": containerd_factory()}
+    engines = {name: {"engine": "docker" if name != "host3" else "containerd",
+                      "engine_host": engine.host if name != "host3" else engine.address} for name, engine in hosts.items()}
+    built = build_test_images(dockerd, str(tmp_path / "build-a2"), APP_A2)
+    yield Fleet(collections_path, str(tmp_path), dockerd.host, engines), hosts, dict(docker_images, **built)
+
+
+def test_fleet_converges_reruns_ship_nothing_and_updates_ship_only_new_layers(fleet, engines):
+    fleet, hosts, images = fleet
+    bundle = os.path.join(fleet.work, "bundle")
+    every_layer = {d for name in [BASE, LIB] + APPS_V1 for d in images[name].diff_ids}
+
+    recap, reports, _out = fleet.run(APPS_V1, role_vars={"rollout_copy_throttle": 1}, play_options={"serial": 2})
+    for name, engine in hosts.items():
+        assert recap[name]["failed"] == 0 and recap[name]["changed"] > 0, recap
+        held = held_ids(engine, fleet.hosts[name]["engine"])
+        for image in [BASE, LIB] + APPS_V1:
+            assert image in held, (name, image, held)
+            if fleet.hosts[name]["engine"] == "docker":
+                assert held[image] == images[image].id
+        shipped_layers = {f for f in reports[name]["shipped_files"] if f.startswith("blobs/") and "sha256:" + f.rsplit("/", 1)[1] in every_layer}
+        assert len(shipped_layers) == len(every_layer)  # an empty host receives every layer once
+        assert int(reports[name]["shipped_bytes"]) >= sum(blob_size(bundle, d) for d in every_layer)
+        assert not os.path.exists(os.path.join(fleet.work, "staging", name))  # cleaned up
+    # Each layer once, however many images share it: far below a copy of every image in full.
+    assert int(reports["host1"]["shipped_bytes"]) < 0.6 * int(reports["host1"]["naive_bytes"])
+
+    recap, reports, out = fleet.run(APPS_V1)
+    for name in hosts:
+        assert recap[name]["changed"] == 0 and recap[name]["failed"] == 0, out[-3000:]
+        assert int(reports[name]["shipped_bytes"]) == 0 and reports[name]["shipped_files"] == []
+        assert all(image["state"] == "present" for image in reports[name]["images"])
+
+    # app-a 2: one new layer on the same lib.  Host1 keeps its staging directory and holds a partial copy of that
+    # layer (as an interrupted transfer would leave it): it is detected by its hash, copied again and then loaded.
+    new_layer = images["airgap-test/app-a:2"].diff_ids[-1]
+    partial = os.path.join(fleet.work, "staging", "host1", "oci", "blobs", "sha256", new_layer.split(":", 1)[1])
+    os.makedirs(os.path.dirname(partial))
+    with open(partial, "wb") as out_file:
+        out_file.write(b"\0" * 1000)
+    recap, reports, out = fleet.run(["airgap-test/app-a:2", "airgap-test/app-b:1"],
+                                    extra_host_vars={"host1": {"rollout_cleanup": "false"}})
+    new_layer_file = "blobs/sha256/" + new_layer.split(":", 1)[1]
+    for name, engine in hosts.items():
+        assert recap[name]["failed"] == 0 and recap[name]["changed"] > 0, out[-3000:]
+        layer_files = [f for f in reports[name]["shipped_files"] if f.startswith("blobs/") and "sha256:" + f.rsplit("/", 1)[1] in
+                       every_layer | {new_layer}]
+        assert layer_files == [new_layer_file], reports[name]
+        metadata = int(reports[name]["shipped_bytes"]) - blob_size(bundle, new_layer)
+        assert 0 < metadata < 32 * 1024, reports[name]  # the new image's config and manifest, index.json, oci-layout
+        assert "airgap-test/app-a:2" in held_ids(engine, fleet.hosts[name]["engine"])
+    assert os.path.getsize(partial) == blob_size(bundle, new_layer)  # re-copied whole on host1, which kept its staging
+    assert held_ids(hosts["host1"], "docker")["airgap-test/app-a:2"] == images["airgap-test/app-a:2"].id
+
+    # The containerd host's engine stops: that host fails with a message that says what to do; the others converge.
+    engines.stop(hosts["host3"])
+    recap, reports, out = fleet.run(["airgap-test/app-a:2", "airgap-test/app-b:1", "airgap-test/app-a:1"], expect_rc=2)
+    assert recap["host3"]["failed"] == 1 and recap["host1"]["failed"] == 0 and recap["host2"]["failed"] == 0, recap
+    assert re.search(r"fatal: \[host3\]: FAILED!.*cannot reach containerd at \S+ .*is containerd running\?", out), out[-3000:]
+    assert set(reports) == {"host1", "host2"}
+
+
+def test_registry_mode_pushes_once_and_hosts_pull_only_missing_layers(fleet, registry_factory, dockerd):
+    fleet, hosts, images = fleet
+    bundle = os.path.join(fleet.work, "bundle")
+    site_registry = registry_factory()
+    role_vars = {"rollout_mode": "registry", "rollout_registry": site_registry.host, "rollout_registry_insecure": True}
+    base_archive = os.path.join(fleet.work, "base.tar")
+    dockerd.cli("save", "-o", base_archive, BASE)
+    hosts["host2"].cli("load", "-i", base_archive)  # host2 holds the base already
+
+    recap, reports, out = fleet.run(APPS_V1, role_vars=role_vars)
+    for name, engine in hosts.items():
+        assert recap[name]["failed"] == 0, out[-3000:]
+        held = held_ids(engine, fleet.hosts[name]["engine"])
+        assert all(image in held for image in [BASE, LIB] + APPS_V1), held
+    assert sorted(site_registry.catalog()) == ["airgap-test/app-a", "airgap-test/app-b", "airgap-test/base", "airgap-test/lib"]
+    every_layer = {d for name in [BASE, LIB] + APPS_V1 for d in images[name].diff_ids}
+    all_bytes = sum(blob_size(bundle, d) for d in every_layer)
+    assert int(reports["host1"]["shipped_bytes"]) == all_bytes
+    assert int(reports["host2"]["shipped_bytes"]) == all_bytes - blob_size(bundle, images[BASE].diff_ids[0])
+    assert held_ids(hosts["host1"], "docker")["airgap-test/app-a:1"] == images["airgap-test/app-a:1"].id
+
+    recap, reports, out = fleet.run(APPS_V1, role_vars=role_vars)
+    for name in hosts:
+        assert recap[name]["changed"] == 0 and recap[name]["failed"] == 0, out[-3000:]
+        assert int(reports[name]["shipped_bytes"]) == 0
