@@ -20,8 +20,10 @@ from .errors import CompressionError
 
 try:
     from isal import igzip as _isal_gzip
+    from isal.igzip_lib import IsalError as _IsalError
 except ImportError:  # pragma: no cover - depends on the host
     _isal_gzip = None
+    _IsalError = None
 
 try:
     import zstandard as _zstd
@@ -38,6 +40,10 @@ _MAGIC = (
 SUFFIXES = {NONE: "", GZIP: ".gz", ZSTD: ".zst", XZ: ".xz", BZIP2: ".bz2"}
 DEFAULT_LEVELS = {GZIP: 1, ZSTD: 3}
 _READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
+# Decompression bombs: deflate cannot expand more than 1032:1, and only runs of zeros come near that; past
+# EXPANSION_FLOOR of output, a stream that has expanded more than MAX_EXPANSION:1 is refused (any format).
+MAX_EXPANSION = 1000
+EXPANSION_FLOOR = 256 * 1024 * 1024
 
 
 def detect(head):
@@ -70,22 +76,56 @@ class DecompressingReader(ReadStream):
         super().__init__()
         self._what = what
         self._kind = kind
-        self._raw = raw
-        self._stream = _open_decompressor(raw, kind, what)
+        self._raw = _CountingReader(raw)
+        self._stream = _open_decompressor(self._raw, kind, what)
+        self._produced = 0
+        self._failure = None  # once corrupt, always corrupt: a decompressor may give b"" after its first error
 
     def read(self, size=-1):
+        if self._failure is None:
+            try:
+                return self._checked_read(size)
+            except CompressionError as err:
+                self._failure = err
+        raise CompressionError(str(self._failure))
+
+    def _checked_read(self, size):
         try:
-            return self._stream.read(size)
+            data = self._stream.read(size)
         except _READ_ERRORS as err:
             raise CompressionError("%s: corrupt or truncated %s data: %s" % (self._what, self._kind, err)) from None
-        except Exception as err:  # zstandard.ZstdError is not an OSError
-            if _zstd is not None and isinstance(err, _zstd.ZstdError):
-                raise CompressionError("%s: corrupt or truncated zstd data: %s" % (self._what, err)) from None
+        except Exception as err:  # neither zstandard.ZstdError nor isal's IsalError is an OSError
+            if (_zstd is not None and isinstance(err, _zstd.ZstdError)) or (_IsalError is not None and isinstance(err, _IsalError)):
+                raise CompressionError("%s: corrupt or truncated %s data: %s" % (self._what, self._kind, err)) from None
             raise
+        self._produced += len(data)
+        if self._produced > EXPANSION_FLOOR and self._produced > MAX_EXPANSION * self._raw.count:
+            raise CompressionError("%s: %s data expands more than %d:1 (%d bytes from %d); refusing a likely decompression bomb"
+                                   % (self._what, self._kind, MAX_EXPANSION, self._produced, self._raw.count))
+        return data
 
     def close(self):
         if not self.closed:
             self._stream.close()
+            self._raw.close()
+        super().close()
+
+
+class _CountingReader(ReadStream):
+    """Counts the compressed bytes a decompressor takes from ``raw``."""
+
+    def __init__(self, raw):
+        super().__init__()
+        self._raw = raw
+        self.count = 0
+
+    def read(self, size=-1):
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
+
+    def close(self):
+        if not self.closed:
             self._raw.close()
         super().close()
 
@@ -184,16 +224,22 @@ def open_maybe_compressed(raw, what):
 class ForwardSeekable(ReadStream):
     """A seekable view of a stream that can only be read forward.
 
-    Forward seeks read and discard; a backward seek reopens the stream through
-    ``reopen``. Archive readers get one interface whether the archive on disk
-    is plain (real seeks) or compressed.
+    Forward seeks read and discard; a backward seek within the last REWIND
+    bytes read is served from memory (tarfile steps back one block at the end of
+    an archive), any other backward seek reopens the stream through ``reopen``.
+    Archive readers get one interface whether the archive on disk is plain
+    (real seeks) or compressed.
     """
+
+    REWIND = 64 * 1024
 
     def __init__(self, reopen):
         super().__init__()
         self._reopen = reopen
         self._stream = reopen()
         self._position = 0
+        self._recent = b""  # the last bytes taken from the stream, ending where the stream is
+        self._replay = b""  # bytes of _recent to give again after a short backward seek
 
     def seekable(self):
         return True
@@ -202,7 +248,12 @@ class ForwardSeekable(ReadStream):
         return self._position
 
     def read(self, size=-1):
-        data = self._stream.read(size)
+        if self._replay:
+            take = len(self._replay) if size is None or size < 0 else size
+            data, self._replay = self._replay[:take], self._replay[take:]
+        else:
+            data = self._stream.read(size)
+            self._recent = data[-self.REWIND:] if len(data) >= self.REWIND else (self._recent + data)[-self.REWIND:]
         self._position += len(data)
         return data
 
@@ -210,16 +261,25 @@ class ForwardSeekable(ReadStream):
         if whence == io.SEEK_CUR:
             offset += self._position
         elif whence != io.SEEK_SET:
-            raise io.UnsupportedOperation("a compressed archive cannot seek from its end")
+            raise CompressionError("a compressed archive cannot seek from its end")
         if offset < self._position:
-            self._stream.close()
-            self._stream = self._reopen()
-            self._position = 0
+            self._rewind(offset)
         while self._position < offset:
             chunk = self.read(min(offset - self._position, 1024 * 1024))
             if not chunk:
                 break
         return self._position
+
+    def _rewind(self, offset):
+        back = self._position + len(self._replay) - offset  # how far behind the stream's real position
+        if back <= len(self._recent):
+            self._replay = self._recent[len(self._recent) - back:]
+            self._position = offset
+            return
+        self._stream.close()
+        self._stream = self._reopen()
+        self._position = 0
+        self._recent = self._replay = b""
 
     def close(self):
         if not self.closed:

@@ -130,6 +130,10 @@ class VerifyingReader(ReadStream):
 
     def read(self, size=-1):
         data = self._reader.read(size)
+        if self._expected_size is not None and self._reader.count > self._expected_size:
+            self._done = True
+            raise DigestMismatchError("%s: size mismatch: more than the %d bytes announced (corrupt or tampered content)"
+                                      % (self.what, self._expected_size))
         if (not data and size != 0) or size is None or size < 0:
             self._finish()
         return data

@@ -54,6 +54,7 @@ def _read_item(source, item, what):
         raise ArchiveError("%s: layers length mismatch: the config lists %d DiffIDs, manifest.json %d layers"
                            % (what, len(diff_ids), len(paths)))
     sources = item.get("LayerSources") if isinstance(item.get("LayerSources"), dict) else {}
+    sources = {key: value for key, value in sources.items() if isinstance(value, dict)}
     layers = [_layer(source, _string(path, what, "Layers[%d]" % i), diff_id, sources.get(diff_id), "%s layer %d" % (what, i))
               for i, (path, diff_id) in enumerate(zip(paths, diff_ids))]
     image = Image(config_bytes, layers, _references(item.get("RepoTags"), what), what=what)
@@ -77,6 +78,8 @@ def _config_digest_from_path(path):
 
 def _references(repo_tags, what):
     refs = []
+    if repo_tags is not None and not isinstance(repo_tags, list):
+        raise ArchiveError("%s: RepoTags is not a list" % what)
     for tag in repo_tags or []:
         if not isinstance(tag, str):
             raise ArchiveError("%s: RepoTags entry %r is not a string" % (what, tag))

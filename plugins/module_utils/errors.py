@@ -21,6 +21,10 @@ class ArchiveError(ImageError):
     """An archive that cannot be read: unknown format, bad JSON, missing member."""
 
 
+class EntryNotFoundError(ArchiveError):
+    """A name that is not a file of the archive (absent, or a directory)."""
+
+
 class UnsafeArchiveError(ArchiveError):
     """An archive entry that would escape the archive or is not allowed."""
 

@@ -162,7 +162,7 @@ class Image:
 def parse_config(config_bytes, what):
     try:
         config = json.loads(config_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ArchiveError("%s: image config is not valid JSON: %s" % (what, err)) from None
     if not isinstance(config, dict):
         raise ArchiveError("%s: image config is not a JSON object" % what)
@@ -171,6 +171,8 @@ def parse_config(config_bytes, what):
         raise ArchiveError("%s: invalid image config: no rootfs.diff_ids" % what)
     if rootfs.get("type") != "layers":
         raise ArchiveError("%s: invalid image config: rootfs.type is %r, expected 'layers'" % (what, rootfs.get("type")))
+    for diff_id in rootfs["diff_ids"]:
+        check_digest(diff_id, "%s config rootfs.diff_ids" % what)
     return config
 
 

@@ -122,15 +122,29 @@ def _entries(index, what):
     if not isinstance(manifests, list):
         raise ArchiveError("%s: not an image index (no 'manifests' list)" % what)
     for descriptor in manifests:
-        if not isinstance(descriptor, dict):
-            raise ArchiveError("%s: manifest entry is not a JSON object" % what)
+        check_descriptor(descriptor, what + " manifest entry")
     return manifests
+
+
+def check_descriptor(descriptor, what):
+    """An OCI descriptor's fields have the JSON types the spec gives them (the digest is checked where it is used)."""
+    if not isinstance(descriptor, dict):
+        raise ArchiveError("%s is not a JSON object" % what)
+    if not isinstance(descriptor.get("mediaType", ""), str):
+        raise ArchiveError("%s: mediaType %r is not a string" % (what, descriptor["mediaType"]))
+    for field, keys in (("platform", ("os", "architecture", "variant")), ("annotations", None)):
+        value = descriptor.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(isinstance(value.get(key, ""), str) for key in (keys or value)):
+            raise ArchiveError("%s: %s %r is not an object of strings" % (what, field, value))
+    return descriptor
 
 
 def _parse_json(data, label, what):
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ArchiveError("%s: %s is not valid JSON: %s" % (label, what, err)) from None
 
 
@@ -170,7 +184,7 @@ def digests_by_config(source, platform=None):
     for descriptor, _refs, top_digest in IndexWalker(source, platform).manifests(source.read_json("index.json")):
         manifest = _parse_json(read_verified_blob(source, descriptor, "manifest"), source.label, "manifest")
         config = manifest.get("config") if isinstance(manifest, dict) else None
-        if isinstance(config, dict) and config.get("digest"):
+        if isinstance(config, dict) and isinstance(config.get("digest"), str):
             digests = found.setdefault(config["digest"], [])
             for digest in (descriptor["digest"], top_digest):
                 if digest and digest not in digests:
@@ -183,7 +197,7 @@ def image_from_manifest(source, descriptor, references, digests):
     manifest = _parse_json(read_verified_blob(source, descriptor, "manifest"), source.label, "manifest")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
         raise ArchiveError("%s: not an image manifest (needs config and layers)" % what)
-    config_bytes = read_verified_blob(source, manifest["config"], "config")
+    config_bytes = read_verified_blob(source, check_descriptor(manifest["config"], what + " config"), "config")
     diff_ids = parse_config(config_bytes, what)["rootfs"]["diff_ids"]
     if len(diff_ids) != len(manifest["layers"]):
         raise ArchiveError("%s: layers length mismatch: the config lists %d DiffIDs, the manifest %d layers"
@@ -194,8 +208,7 @@ def image_from_manifest(source, descriptor, references, digests):
 
 
 def _layer(source, descriptor, diff_id, what):
-    if not isinstance(descriptor, dict):
-        raise ArchiveError("%s: layer descriptor is not a JSON object" % what)
+    check_descriptor(descriptor, what + " descriptor")
     digest = check_digest(descriptor.get("digest"), what)
     path = blob_path(digest)
     media_type = descriptor.get("mediaType") or MEDIA_OCI_LAYER

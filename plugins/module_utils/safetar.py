@@ -15,11 +15,17 @@ import posixpath
 import tarfile
 
 from .compression import NONE, DecompressingReader, ForwardSeekable, detect_file
-from .digest import HashingReader, ReadStream, drain
-from .errors import ArchiveError, UnsafeArchiveError
+from .digest import CHUNK_SIZE, HashingReader, ReadStream, drain
+from .errors import ArchiveError, CompressionError, EntryNotFoundError, UnsafeArchiveError
 
 MAX_JSON_SIZE = 16 * 1024 * 1024
 MAX_LINK_DEPTH = 16
+MAX_EXTENDED_HEADER = 1024 * 1024
+MAX_ENTRIES = 200000
+MAX_PADDING = 16 * 1024 * 1024
+# tarfile raises TarError for bad headers, but ValueError (UnicodeDecodeError too) from PAX records it cannot parse:
+# GNU sparse maps, hdrcharset
+_TAR_PARSE_ERRORS = (tarfile.TarError, ValueError)
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _REFUSED_TYPES = {
     tarfile.CHRTYPE: "character device",
@@ -97,19 +103,20 @@ class _Source:
             member = self._lookup(current)
             if member is None:
                 if current == wanted:
-                    raise ArchiveError("%s: no entry %r" % (self.label, wanted))
+                    raise EntryNotFoundError("%s: no entry %r" % (self.label, wanted))
                 raise UnsafeArchiveError("%s: entry %r links to %r, which is not in the archive" % (self.label, wanted, current))
             if member.kind == "file":
                 return member
             if member.kind == "dir":
-                raise ArchiveError("%s: entry %r is a directory, expected a file" % (self.label, wanted))
+                raise EntryNotFoundError("%s: entry %r is a directory, expected a file" % (self.label, wanted))
             current = member.target
         raise UnsafeArchiveError("%s: entry %r: too many levels of links" % (self.label, wanted))
 
     def exists(self, name):
+        """Whether ``name`` is a file of the archive; a hostile name, a broken link or a corrupt archive is an error."""
         try:
             self.resolve(name)
-        except ArchiveError:
+        except EntryNotFoundError:
             return False
         return True
 
@@ -132,8 +139,33 @@ class _Source:
         data = self.read_bytes(name, limit)
         try:
             return json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
             raise ArchiveError("%s: entry %r is not valid JSON: %s" % (self.label, name, err)) from None
+
+
+class _HeaderStream(ReadStream):
+    """The scan stream as tarfile sees it: seeks pass through; one read (a header, a PAX or GNU long-name
+    record) may not exceed MAX_EXTENDED_HEADER, so a header claiming gigabytes is refused instead of read into memory."""
+
+    def __init__(self, stream, label):
+        super().__init__()
+        self._stream = stream
+        self._label = label
+
+    def read(self, size=-1):
+        if size is None or size < 0 or size > MAX_EXTENDED_HEADER:
+            raise UnsafeArchiveError("%s: a tar extended header of %s bytes; refusing more than %d"
+                                     % (self._label, "unbounded" if size is None or size < 0 else size, MAX_EXTENDED_HEADER))
+        return self._stream.read(size)
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=0):
+        return self._stream.seek(offset, whence)
+
+    def tell(self):
+        return self._stream.tell()
 
 
 def _link_target(member_name, linkname, kind, label):
@@ -155,6 +187,7 @@ class TarSource(_Source):
         self.compression = detect_file(path)
         self._members = {}
         self._complete = False
+        self._last_name = None
         if self.compression == NONE:
             self._file_size = os.path.getsize(path)
             self._scan_stream = open(path, "rb")
@@ -171,11 +204,14 @@ class TarSource(_Source):
 
     def _start_scan(self):
         try:
-            return tarfile.TarFile(fileobj=self._scan_stream, mode="r")
-        except tarfile.TarError as err:
+            return tarfile.TarFile(fileobj=_HeaderStream(self._scan_stream, self.path), mode="r")
+        except _TAR_PARSE_ERRORS as err:
             self.close()
             raise ArchiveError("%s: not a tar archive (%s); expected an image archive such as `docker save` writes"
                                % (self.path, err)) from None
+        except ArchiveError:
+            self.close()
+            raise
 
     def close(self):
         for stream in (self._scan_stream, getattr(self, "_data_stream", None)):
@@ -191,19 +227,41 @@ class TarSource(_Source):
     def _next_member(self):
         try:
             info = self._tar.next()
-        except tarfile.TarError as err:
-            raise ArchiveError("%s: corrupt tar archive: %s" % (self.path, err)) from None
+        except _TAR_PARSE_ERRORS as err:
+            raise ArchiveError("%s: corrupt tar archive after entry %r: %s" % (self.path, self._last_name, err)) from None
+        except CompressionError as err:
+            raise CompressionError("%s (after entry %r)" % (err, self._last_name)) from None
+        self._tar.members = []  # tarfile keeps every header it read; we index our own members
         if info is None:
             self._check_end()
             self._complete = True
+            return None
+        self._last_name = info.name
+        if len(self._members) >= MAX_ENTRIES:
+            raise UnsafeArchiveError("%s: more than %d entries (at %r); image archives hold far fewer"
+                                     % (self.path, MAX_ENTRIES, info.name))
         return info
 
     def _check_end(self):
+        """The tar must end with its end-of-archive block (a file cut between two entries has none), then zeros only.
+
+        Reading the padding to its end also reads a compressed stream to its end, where its checksum is checked.
+        """
         self._scan_stream.seek(self._tar.offset)
-        block = self._scan_stream.read(tarfile.BLOCKSIZE)
-        if block and (len(block) < tarfile.BLOCKSIZE or block.strip(b"\x00")):
-            raise ArchiveError("%s: corrupt or truncated tar archive: no valid header at offset %d"
-                               % (self.path, self._tar.offset))
+        end = self._scan_stream.read(tarfile.BLOCKSIZE)
+        if len(end) < tarfile.BLOCKSIZE and not end.strip(b"\x00"):
+            raise ArchiveError("%s: archive is truncated after entry %r: it ends without the tar end-of-archive marker"
+                               % (self.path, self._last_name))
+        padding = 0
+        while end:
+            if end.strip(b"\x00"):
+                raise ArchiveError("%s: corrupt or truncated tar archive: no valid header at offset %d (after entry %r)"
+                                   % (self.path, self._tar.offset + padding, self._last_name))
+            padding += len(end)
+            if padding > MAX_PADDING:
+                raise ArchiveError("%s: more than %d bytes of padding after the end-of-archive marker (after entry %r)"
+                                   % (self.path, MAX_PADDING, self._last_name))
+            end = self._scan_stream.read(CHUNK_SIZE)
 
     def _scan_to(self, wanted):
         while not self._complete:
@@ -217,6 +275,8 @@ class TarSource(_Source):
 
     def _add(self, info):
         name = clean_member_name(info.name, self.path)
+        if info.size < 0:
+            raise UnsafeArchiveError("%s: entry %r has a negative size (%d)" % (self.path, info.name, info.size))
         if info.type in _REFUSED_TYPES:
             raise UnsafeArchiveError("%s: entry %r is a %s; image archives hold only files, directories and links"
                                      % (self.path, info.name, _REFUSED_TYPES[info.type]))
@@ -330,4 +390,6 @@ def open_source(path):
         return DirSource(path)
     if not os.path.exists(path):
         raise ArchiveError("%s: no such file or directory" % path)
+    if not os.path.isfile(path):
+        raise ArchiveError("%s: not a regular file or directory; an image archive is one or the other" % path)
     return TarSource(path)

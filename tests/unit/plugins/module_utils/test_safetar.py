@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The tar reader refuses entries that could escape the archive or make it ambiguous."""
 
+import io
 import json
 import os
 import tarfile
@@ -106,3 +107,21 @@ def test_dir_source_is_confined(tmp_path):
         source.read_bytes("escape")
     with pytest.raises(UnsafeArchiveError, match="'..'"):
         source.read_bytes("../secret")
+
+
+@pytest.mark.parametrize("pax, fragment", [
+    ({"GNU.sparse.map": "1,x"}, "not a tar archive"),  # tarfile raises ValueError parsing it
+    ({"size": "-5"}, "negative size"),
+    ({"path": "a\x00b"}, "NUL-containing name"),
+])
+def test_pax_records_tarfile_cannot_use_are_archive_errors(tmp_path, pax, fragment):
+    info = tarfile.TarInfo("x")
+    info.pax_headers = pax
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info)
+    path = str(tmp_path / "pax.tar")
+    with open(path, "wb") as handle:
+        handle.write(out.getvalue())
+    with pytest.raises(ArchiveError, match=fragment):
+        TarSource(path).names()
