@@ -203,9 +203,8 @@ class EngineStore(DockerStore):
                 yield archive.images
 
     def load(self, archive_path, images=None, omit_layers=()):
-        if images is None and not omit_layers:
-            with open(archive_path, "rb") as body:
-                return DockerStore.load(self, body)
+        """Always re-streamed through our writer: every layer is checked against its DiffID as it goes, so a corrupt
+        archive fails naming the layer (and the engine receives a truncated body, so it loads nothing)."""
         with open_archive(archive_path) as archive:
             return self.load_images(_subset(archive.images, images), omit_layers)
 

@@ -65,7 +65,6 @@ attributes:
     support: full
 seealso:
   - module: airgap.images.image_load
-  - role: airgap.images.rollout
 author:
   - airgap.images contributors (@airgap-images)
 """

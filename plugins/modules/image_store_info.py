@@ -10,9 +10,9 @@ version_added: 0.1.0
 description:
   - Looks up O(images) in the store and returns what it holds of each (ID, tags, DiffIDs).
   - With O(bundle) (the result of M(airgap.images.image_archive_info) on an OCI layout directory, typically on the
-    controller), plans a transfer. Images the store holds with all their tags need nothing; an image held under other tags
-    needs only the small metadata files; for the rest, the layer blobs the store does not hold are listed too. Copy the
-    listed files into O(staging) and load that directory with M(airgap.images.image_load): a thin load completes the images
+    controller), plans a transfer. Images the store holds with all their tags need nothing. An image held under other tags
+    needs only the small metadata files. For the rest, the layer blobs the store does not hold are listed too. Copy the
+    listed files into O(staging) and load that directory with M(airgap.images.image_load); a thin load completes the images
     from the layers the store has.
   - Files already in O(staging) that hash to the bundle's sums are not listed again (a copy cut short resumes where it
     stopped); a partial or corrupt staged file is listed, so it is copied again and never loaded.
@@ -48,7 +48,6 @@ attributes:
 seealso:
   - module: airgap.images.image_archive_info
   - module: airgap.images.image_load
-  - role: airgap.images.rollout
 author:
   - airgap.images contributors (@airgap-images)
 """
