@@ -275,7 +275,7 @@ def archive_info(path, verify=False, platform=None):
     with open_archive(path, platform) as archive:
         info = {"path": path, "format": archive.format, "compression": archive.compression,
                 "directory": archive.directory, "images": [_image_info(image, verify) for image in archive.images]}
-    return shipping.add_bundle_files(path, info) if info["format"] == OCI_DIR else info
+        return shipping.add_bundle_files(path, info, archive.images) if info["format"] == OCI_DIR else info
 
 
 def _image_info(image, verify):

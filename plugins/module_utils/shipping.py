@@ -1,62 +1,45 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) airgap.images contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a host lacks of a bundle, file by file.
+"""What a host lacks of a bundle, layer file by layer file.
 
-A bundle is an OCI layout directory on the controller (layer blobs under
-their digest, plus the small metadata files: ``oci-layout``, ``index.json``,
-manifests, configs). ``describe_bundle`` lists it; ``plan_shipping`` runs on
-the host, asks its store which images and layers it holds, and returns the
-files to copy: nothing when every image is there with all its tags; the
-metadata alone when an image only needs a tag; the metadata and the layers
-the store lacks otherwise. A thin load of that partial layout then completes
-the images from the layers the store already has.
+A bundle is an OCI layout directory on the controller. ``add_bundle_files``
+extends ``archive_info``'s description of it with what a host needs to plan
+and to load without the directory: each image's config (base64, a few KB)
+and each layer's file and size. The config travels inside the task's
+arguments, so the only files that cross the wire are layer blobs:
+``files_to_ship`` lists the ones the host's store does not hold, and
+``bundle_images_from`` turns the description plus a directory of whichever
+layer files arrived into model images, for a thin load that completes them
+from the layers the store has.
 """
 
+import base64
+import binascii
 import os
 
 from .errors import ArchiveError
+from .model import Image, Layer
 from .oci_layout import blob_path
 from .reference import parse_reference
+from .safetar import DirSource
+from .digest import sha256_digest
 from .separated import file_sha256
 
-LOCK_FILE = ".lock"
 
-
-def add_bundle_files(root, info):
-    """Add to ``archive_info``'s answer for an OCI layout directory where each layer's blob is, and every other file.
-
-    Layers get ``file`` and ``file_size``; ``metadata_files`` lists the rest (``oci-layout``, ``index.json``,
-    manifests, configs) with their sha256, so a host can check a staged copy.
-    """
-    layer_paths = set()
-    for image in info["images"]:
-        for layer in image["layers"]:
+def add_bundle_files(root, info, images):
+    """Add, per image of the OCI layout ``root``, its config (base64) and each layer's ``file`` and ``file_size``."""
+    for entry, image in zip(info["images"], images):
+        entry["config"] = base64.b64encode(image.config_bytes).decode("ascii")
+        for layer in entry["layers"]:
             layer["file"] = blob_path(layer["digest"])
-            layer["file_size"] = _size(root, layer["file"])
-            layer_paths.add(layer["file"])
-    info["metadata_files"] = [
-        {"file": path, "file_size": os.path.getsize(os.path.join(root, path)), "sha256": file_sha256(os.path.join(root, path))}
-        for path in _files(root) if path not in layer_paths and path != LOCK_FILE]
+            full = os.path.join(root, *layer["file"].split("/"))
+            layer["file_size"] = os.path.getsize(full) if os.path.isfile(full) else None
     return info
 
 
-def _files(root):
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
-        relative = os.path.relpath(folder, root)
-        found.extend(os.path.normpath(os.path.join(relative, name)) for name in files if not name.startswith("."))
-    return sorted(found)
-
-
-def _size(root, path):
-    full = os.path.join(root, *path.split("/"))
-    return os.path.getsize(full) if os.path.isfile(full) else None
-
-
 class BundleImage:
-    """An image of a bundle as ``describe_bundle`` gave it: what planning a load needs, no layer data."""
+    """An image of a bundle as ``archive_info`` described it: what planning a load needs, no layer data."""
 
     def __init__(self, entry):
         self.id = entry["id"]
@@ -66,17 +49,58 @@ class BundleImage:
         self.layers = entry["layers"]
         self.diff_ids = [layer["diff_id"] for layer in self.layers]
         self.size = entry.get("size")
+        self.config_bytes = _config_bytes(entry)
 
     def describe(self):
         return ", ".join(self.repo_tags) or self.id
 
 
+def _config_bytes(entry):
+    try:
+        config = base64.b64decode(entry.get("config") or "", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        config = b""
+    if sha256_digest(config) != entry.get("id"):
+        raise ArchiveError("bundle: the config given for image %s does not hash to its ID (describe the bundle with "
+                           "image_archive_info on an OCI layout directory)" % entry.get("id"))
+    return config
+
+
+def bundle_images(bundle):
+    """The bundle's images, after checking each config against its ID and that every file stays inside a directory."""
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("images"), list):
+        raise ArchiveError("bundle: expected the result of image_archive_info on an OCI layout directory")
+    for layer in [layer for image in bundle["images"] for layer in image.get("layers") or []]:
+        path = layer.get("file") if isinstance(layer, dict) else None
+        if not path or path.startswith("/") or ".." in path.split("/") or "\x00" in path:
+            raise ArchiveError("bundle: file %r would leave the staging directory" % (path,))
+        if layer.get("file_size") is None:
+            raise ArchiveError("bundle: %s is not in the bundle directory" % path)
+    return [BundleImage(entry) for entry in bundle["images"]]
+
+
+def bundle_images_from(bundle, directory):
+    """Model images of ``bundle`` whose layers are read from ``directory`` where their files are (verified as they stream)."""
+    source = DirSource(directory) if os.path.isdir(directory) else None
+    images = []
+    for described in bundle_images(bundle):
+        layers = [_layer(source, layer, "%s layer %d" % (described.describe(), index)) for index, layer in enumerate(described.layers)]
+        images.append(Image(described.config_bytes, layers, described.references, described.digests, what=described.describe()))
+    return images
+
+
+def _layer(source, layer, what):
+    path = layer["file"]
+    digest = "sha256:" + path.rsplit("/", 1)[-1]
+    return Layer(layer["diff_id"], lambda: source.open(path), layer.get("media_type") or "application/vnd.oci.image.layer.v1.tar",
+                 layer.get("size"), digest, layer["file_size"], available=lambda: source is not None and source.exists(path), what=what)
+
+
 class ShippingPlan:
-    def __init__(self, load_plan, ship, staged, missing_layers, bundle):
+    def __init__(self, load_plan, ship, staged, bundle):
         self.load_plan = load_plan
         self.ship = ship
         self.staged = staged
-        self.missing_layers = missing_layers
         self.bundle = bundle
 
     @property
@@ -93,7 +117,7 @@ class ShippingPlan:
             "ship": self.ship,
             "ship_bytes": self.ship_bytes,
             "staged": self.staged,
-            "missing_layers": self.missing_layers,
+            "missing_layers": [entry["diff_id"] for entry in self.ship + self.staged],
             "bundle_bytes": bundle_bytes,
             "skip_bytes": bundle_bytes - self.ship_bytes,
             "naive_bytes": sum(entry.get("size") or 0 for entry in self.bundle["images"]),
@@ -102,55 +126,26 @@ class ShippingPlan:
 
 
 def _bundle_bytes(bundle):
-    layers = {layer["file"]: layer["file_size"] or 0 for entry in bundle["images"] for layer in entry["layers"]}
-    return sum(layers.values()) + sum(entry["file_size"] for entry in bundle["metadata_files"])
-
-
-def bundle_images(bundle):
-    """The bundle's images, after checking that every file it names stays inside a staging directory."""
-    _check_bundle(bundle)
-    return [BundleImage(entry) for entry in bundle["images"]]
+    files = {layer["file"]: layer["file_size"] for entry in bundle["images"] for layer in entry["layers"]}
+    return sum(files.values())
 
 
 def files_to_ship(bundle, load_plan, held_layers, staging=None):
-    """The files a host needs for ``load_plan``: the layers it does not hold and the metadata, minus intact staged copies."""
-    if not load_plan.changed:
-        return ShippingPlan(load_plan, [], [], [], bundle)
-    wanted, missing_layers = {}, []
+    """The layer files a host needs for ``load_plan``: those of images to load that it does not hold, minus intact
+    staged copies (a file already in ``staging`` counts only when it hashes to its name)."""
+    ship, staged, seen = [], [], set()
     for image in load_plan.to_load:
         for layer in image.layers:
-            if layer["diff_id"] not in held_layers and layer["file"] not in wanted:
-                wanted[layer["file"]] = (layer["file_size"], layer["file"].rsplit("/", 1)[-1])
-                missing_layers.append(layer["diff_id"])
-    for entry in bundle["metadata_files"]:
-        wanted[entry["file"]] = (entry["file_size"], entry["sha256"])
-    ship, staged = [], []
-    for path, (size, sha256) in sorted(wanted.items(), key=_metadata_last):
-        entry = {"file": path, "size": size}
-        (staged if _staged_intact(staging, path, sha256) else ship).append(entry)
-    return ShippingPlan(load_plan, ship, staged, missing_layers, bundle)
+            if layer["diff_id"] in held_layers or layer["file"] in seen:
+                continue
+            seen.add(layer["file"])
+            entry = {"file": layer["file"], "size": layer["file_size"], "diff_id": layer["diff_id"]}
+            (staged if _staged_intact(staging, layer["file"]) else ship).append(entry)
+    return ShippingPlan(load_plan, ship, staged, bundle)
 
 
-def _metadata_last(item):
-    """Layers first, ``index.json`` last: a copy cut short leaves a layout that names nothing it lacks."""
-    path = item[0]
-    return (path == "index.json", not path.startswith("blobs/"), path)
-
-
-def _staged_intact(staging, path, sha256):
-    """A file already in the staging directory counts only when it hashes to what the bundle has."""
+def _staged_intact(staging, path):
     if not staging:
         return False
     full = os.path.join(staging, *path.split("/"))
-    return os.path.isfile(full) and file_sha256(full) == sha256
-
-
-def _check_bundle(bundle):
-    if not isinstance(bundle, dict) or not isinstance(bundle.get("images"), list) or not isinstance(bundle.get("metadata_files"), list):
-        raise ArchiveError("bundle: expected the result of image_archive_info on an OCI layout directory (images, metadata_files)")
-    for entry in bundle["metadata_files"] + [layer for image in bundle["images"] for layer in image.get("layers") or []]:
-        path = entry.get("file") if isinstance(entry, dict) else None
-        if not path or path.startswith("/") or ".." in path.split("/") or "\x00" in path:
-            raise ArchiveError("bundle: file %r would leave the staging directory" % (path,))
-        if entry.get("file_size") is None:
-            raise ArchiveError("bundle: %s is not in the bundle directory" % path)
+    return os.path.isfile(full) and file_sha256(full) == path.rsplit("/", 1)[-1]

@@ -128,6 +128,12 @@ images:
       description: For separated images, the C(app), C(lib) and C(base) tarballs the image is assembled from.
       type: dict
       sample: {"app": "cart_2.1_app_image.tar.gz", "lib": "cart_2.1_lib_image.tar.gz", "base": "cart_2.1_base_image.tar.gz"}
+    config:
+      description:
+        - For an OCI layout directory, the image config, base64-encoded (a few KB), so that M(airgap.images.image_store_info)
+          and M(airgap.images.image_load) can plan and load on a host that receives only layer files.
+      type: str
+      sample: eyJhcmNoaXRlY3R1cmUiOiJhbWQ2NCIsIm9zIjoibGludXgi...
     layers:
       description:
         - The layers, bottom first, each with its DiffID, the digest of its stored blob (the DiffID when stored uncompressed),
@@ -137,15 +143,6 @@ images:
       elements: dict
       sample: [{diff_id: "sha256:d4f5...", digest: "sha256:d4f5...", size: 2048, media_type: application/vnd.oci.image.layer.v1.tar,
                 present: true, verified: true, file: "blobs/sha256/d4f5...", file_size: 2048}]
-metadata_files:
-  description:
-    - For an OCI layout directory, every file that is not a layer blob (C(oci-layout), C(index.json), manifests, configs), with
-      its size and sha256. Together with the layers' C(file) entries this is what M(airgap.images.image_store_info) plans
-      shipping from.
-  returned: when O(path) is an OCI layout directory
-  type: list
-  elements: dict
-  sample: [{file: index.json, file_size: 1042, sha256: "9c1f..."}]
 """
 
 import traceback

@@ -24,8 +24,18 @@ options:
   src:
     description:
       - The archive (C(.tar), C(.tar.gz), C(.tar.zst), ...) or OCI layout directory on the managed host.
+      - With O(bundle), the directory that holds the bundle's layer files that were copied to this host (it may hold
+        none, or not exist, when the target has every layer).
       - One of O(src) and O(separated) is required.
     type: path
+  bundle:
+    description:
+      - Load the images of a bundle described by M(airgap.images.image_archive_info) on the controller (an OCI layout
+        directory there). Their configs come from this description; the layer files from O(src), at the paths the
+        description names (C(blobs/sha256/...)). Layers not in O(src) must be held by the target, as
+        M(airgap.images.image_store_info) planned.
+      - So only the layer files the host lacks need to be copied to it - no index, manifest or config files.
+    type: dict
   separated:
     description:
       - Load one application from a directory of separated images (see M(airgap.images.image_separate); isula-build's
@@ -94,6 +104,11 @@ EXAMPLES = r"""
     separated:
       dir: /var/tmp/bundles/shop
       app: registry.example.com/shop/cart:2.1
+
+- name: Load a bundle's images from the layer files copied to this host (see the airgap.images.rollout role)
+  airgap.images.image_load:
+    bundle: "{{ bundle_info }}"
+    src: /var/tmp/airgap-images
 
 - name: Load one image of a bundle into a site registry
   airgap.images.image_load:
@@ -176,12 +191,16 @@ from ansible_collections.airgap.images.plugins.module_utils.module_support impor
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     LoadPlan, archive_lines, archive_sender, images_sender, plan_load, run_load, verify_loaded)
 from ansible_collections.airgap.images.plugins.module_utils import separated
+from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from
 from ansible_collections.airgap.images.plugins.module_utils.reference import resolve_all
 
 
 @contextlib.contextmanager
 def open_source(params):
     """(images, sender factory) for an archive file, or for an app re-assembled from separated tarballs."""
+    if params["bundle"] is not None:
+        yield bundle_images_from(params["bundle"], params["src"]), images_sender
+        return
     if params["src"]:
         with open_archive(params["src"], params["platform"]) as archive:
             yield archive.images, lambda store: archive_sender(store, params["src"], archive.images)
@@ -202,6 +221,7 @@ def main():
     module = AnsibleModule(
         argument_spec=engine_argument_spec(
             src=dict(type="path"),
+            bundle=dict(type="dict"),
             images=dict(type="list", elements="str"),
             force=dict(type="bool", default=False),
             separated=dict(type="dict", options=dict(
@@ -212,8 +232,9 @@ def main():
                 verify=dict(type="bool", default=True),
             )),
         ),
-        mutually_exclusive=[("src", "separated")],
+        mutually_exclusive=[("src", "separated"), ("bundle", "separated")],
         required_one_of=[("src", "separated")],
+        required_by={"bundle": "src"},
         supports_check_mode=True,
     )
     params = module.params

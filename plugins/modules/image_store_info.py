@@ -11,10 +11,10 @@ description:
   - Looks up O(images) in the store and returns what it holds of each (ID, tags, DiffIDs).
   - With O(bundle) (the result of M(airgap.images.image_archive_info) on an OCI layout directory, typically on the
     controller), plans a transfer. Images the store holds with all their tags need nothing. An image held under other tags
-    needs only the small metadata files. For the rest, the layer blobs the store does not hold are listed too. Copy the
-    listed files into O(staging) and load that directory with M(airgap.images.image_load); a thin load completes the images
-    from the layers the store has.
-  - Files already in O(staging) that hash to the bundle's sums are not listed again (a copy cut short resumes where it
+    needs no file either (M(airgap.images.image_load) tags it). For the rest, the layer files the store does not hold are
+    listed. Copy them into O(staging) and load with M(airgap.images.image_load) O(airgap.images.image_load#module:bundle); the
+    images' configs travel in the task arguments and the load completes each image from the layers the store has.
+  - Files already in O(staging) that hash to their names are not listed again (a copy cut short resumes where it
     stopped); a partial or corrupt staged file is listed, so it is copied again and never loaded.
   - Never changes anything.
 extends_documentation_fragment:
@@ -30,8 +30,8 @@ options:
     default: []
   bundle:
     description:
-      - The registered result of M(airgap.images.image_archive_info) on the bundle, an OCI layout directory (its C(images)
-        with each layer's C(file) and C(file_size), and C(metadata_files)).
+      - The registered result of M(airgap.images.image_archive_info) on the bundle, an OCI layout directory (its C(images),
+        each with its C(config) and each layer's C(file) and C(file_size)).
     type: dict
   staging:
     description:
@@ -71,6 +71,12 @@ EXAMPLES = r"""
     dest: "/var/tmp/airgap-staging/{{ item.file }}"
     mode: "0644"
   loop: "{{ plan.ship }}"
+
+- name: Load them; the rest comes from the layers the engine holds
+  airgap.images.image_load:
+    engine: containerd
+    bundle: "{{ bundle_info }}"
+    src: /var/tmp/airgap-staging
 """
 
 RETURN = r"""
@@ -93,12 +99,12 @@ needs_load:
   type: bool
   sample: true
 ship:
-  description: The bundle's files to copy into O(staging), paths relative to the bundle directory, layers first and
-    C(index.json) last; empty when the store holds everything.
+  description: The bundle's layer files to copy into O(staging), paths relative to the bundle directory, bottom layers
+    first, each with its size and DiffID; empty when the store holds everything it needs.
   returned: when O(bundle) is given
   type: list
   elements: dict
-  sample: [{file: blobs/sha256/77aa..., size: 73400320}, {file: index.json, size: 1042}]
+  sample: [{file: blobs/sha256/77aa..., size: 73400320, diff_id: "sha256:77aa..."}]
 ship_bytes:
   description: Bytes of the files in RV(ship).
   returned: when O(bundle) is given
@@ -111,12 +117,12 @@ staged:
   elements: dict
   sample: []
 skip_bytes:
-  description: Bytes of the bundle this host does not need to receive (layers it holds, images it has).
+  description: Bytes of the bundle's layer files this host does not need to receive (layers it holds, images it has, intact staged files).
   returned: when O(bundle) is given
   type: int
   sample: 180355072
 bundle_bytes:
-  description: Bytes of the whole bundle (each layer once).
+  description: Bytes of the bundle's layer files (each layer once).
   returned: when O(bundle) is given
   type: int
   sample: 253757452
@@ -126,7 +132,7 @@ naive_bytes:
   type: int
   sample: 507514904
 missing_layers:
-  description: DiffIDs of the layers this host must receive.
+  description: DiffIDs of the layers this host lacks (to ship, or already staged).
   returned: when O(bundle) is given
   type: list
   elements: str

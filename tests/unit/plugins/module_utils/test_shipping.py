@@ -3,17 +3,18 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Planning what a host lacks of a bundle, and loading the partial layout it receives (OCI layout stores, no engine)."""
 
+import base64
 import os
 import shutil
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    archive_info, archive_sender, plan_load, plan_shipping, run_load, verify_loaded)
+    archive_info, images_sender, plan_load, plan_shipping, run_load, verify_loaded)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
+from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from
 from ansible_collections.airgap.images.plugins.module_utils.store import OCIStore
 
 
@@ -39,20 +40,22 @@ def bundle(tmp_path, images):
 
 
 def ship(root, plan, staging):
+    """What the role's copy task does: the listed layer files, into the staging directory."""
     for entry in plan.ship:
         target = os.path.join(staging, entry["file"])
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(os.path.join(root, entry["file"]), target)
 
 
-def load(store, staging):
-    with open_archive(staging) as archive:
-        plan = plan_load(store, archive.images)
-        run_load(store, plan, archive_sender(store, staging, archive.images))
-        verify_loaded(store, archive.images)
+def load(store, info, staging):
+    """What image_load does with ``bundle`` and ``src``."""
+    images = bundle_images_from(info, staging)
+    plan = plan_load(store, images)
+    run_load(store, plan, images_sender(store))
+    verify_loaded(store, images)
 
 
-def test_a_host_holding_the_base_receives_the_other_layers_and_the_metadata(tmp_path, images, bundle):
+def test_a_host_holding_the_base_receives_only_the_other_layers(tmp_path, images, bundle):
     root, info = bundle
     host = OCIStore(str(tmp_path / "host"))
     host.import_images([images["base"]])
@@ -61,17 +64,17 @@ def test_a_host_holding_the_base_receives_the_other_layers_and_the_metadata(tmp_
     expected_layers = {"blobs/sha256/" + d.split(":", 1)[1] for d in images["app-a"].diff_ids[1:] + images["app-b"].diff_ids[2:]}
     shipped = [entry["file"] for entry in result["ship"]]
     every_layer_file = {layer["file"] for image in info["images"] for layer in image["layers"]}
-    assert {f for f in shipped if f in every_layer_file} == expected_layers
-    assert shipped[-1] == "index.json" and "oci-layout" in shipped
+    assert shipped == ["blobs/sha256/" + d.split(":", 1)[1] for d in images["app-a"].diff_ids[1:] + images["app-b"].diff_ids[2:]]
+    assert set(shipped) == expected_layers <= every_layer_file
     assert result["missing_layers"] == images["app-a"].diff_ids[1:] + images["app-b"].diff_ids[2:]
     assert {(i["repo_tags"][0], i["state"]) for i in result["bundle_images"]} == {
         ("site/base:1", "present"), ("site/app-a:1", "load"), ("site/app-b:1", "load")}
     base_blob = os.path.getsize(os.path.join(root, "blobs", "sha256", images["base"].diff_ids[0].split(":", 1)[1]))
-    assert result["skip_bytes"] == result["bundle_bytes"] - result["ship_bytes"] >= base_blob
+    assert result["skip_bytes"] == result["bundle_bytes"] - result["ship_bytes"] == base_blob
     assert result["naive_bytes"] == sum(image.size for image in images.values())
 
     ship(root, plan, str(tmp_path / "staging"))
-    load(host, str(tmp_path / "staging"))
+    load(host, info, str(tmp_path / "staging"))
     assert {image.id for image in host.images()} == {image.id for image in images.values()}
     again = plan_shipping(host, info, str(tmp_path / "staging")).result()
     assert again["ship"] == [] and again["needs_load"] is False and again["skip_bytes"] == again["bundle_bytes"]
@@ -89,34 +92,50 @@ def test_intact_staged_files_are_not_shipped_again_and_partial_ones_are(tmp_path
     assert [entry["file"] for entry in resumed.ship] == [os.path.relpath(partial, staging)]
     assert len(resumed.staged) == len(first.ship) - 1
     ship(root, resumed, staging)
-    load(host, staging)
+    load(host, info, staging)
     assert len(host.images()) == 3
 
 
-def test_an_image_held_under_another_tag_needs_the_metadata_only(tmp_path, images, bundle):
+def test_an_image_held_under_another_tag_needs_no_file_and_is_tagged(tmp_path, images, bundle):
     _root, info = bundle
     host = OCIStore(str(tmp_path / "host"))
     host.import_images([image.with_references([parse_reference("other/%s:9" % name)]) for name, image in images.items()])
     result = plan_shipping(host, info).result()
     assert {entry["state"] for entry in result["bundle_images"]} == {"tag"}
-    assert result["missing_layers"] == [] and all(not entry["file"].startswith("blobs/") or entry["size"] < 4096
-                                                  for entry in result["ship"])
+    assert result["ship"] == [] and result["missing_layers"] == [] and result["needs_load"] is True
+    load(host, info, str(tmp_path / "no-staging"))
+    assert sorted(tag for image in host.images() for tag in image.repo_tags) == sorted(
+        ["other/app-a:9", "other/app-b:9", "other/base:9", "site/app-a:1", "site/app-b:1", "site/base:1"])
+
+
+def test_a_load_without_a_layer_the_target_lacks_fails_before_sending(tmp_path, bundle):
+    _root, info = bundle
+    host = OCIStore(str(tmp_path / "host"))
+    with pytest.raises(ArchiveError, match="does not have it"):
+        load(host, info, str(tmp_path / "empty"))
+    assert host.images() == []
+
+
+def test_a_config_that_does_not_hash_to_its_id_is_refused(tmp_path, bundle):
+    _root, info = bundle
+    info["images"][0]["config"] = info["images"][1]["config"]
+    with pytest.raises(ArchiveError, match="does not hash to its ID"):
+        plan_shipping(OCIStore(str(tmp_path / "host")), info)
 
 
 @pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "blobs/../../x", ""])
 def test_a_bundle_naming_files_outside_the_staging_directory_is_refused(tmp_path, bundle, path):
     _root, info = bundle
-    info["metadata_files"][0]["file"] = path
+    info["images"][0]["layers"][0]["file"] = path
     with pytest.raises(ArchiveError, match="would leave the staging directory"):
         plan_shipping(OCIStore(str(tmp_path / "host")), info)
 
 
-def test_bundle_info_lists_each_layer_file_and_the_metadata_with_sums(bundle, images):
+def test_bundle_info_lists_each_layer_file_and_the_configs(bundle, images):
     root, info = bundle
     layer_files = {layer["file"] for image in info["images"] for layer in image["layers"]}
     assert layer_files == {"blobs/sha256/" + d.split(":", 1)[1] for image in images.values() for d in image.diff_ids}
-    metadata = {entry["file"] for entry in info["metadata_files"]}
-    assert {"index.json", "oci-layout"} <= metadata and not metadata & layer_files and ".lock" not in metadata
-    on_disk = {os.path.relpath(os.path.join(folder, name), root) for folder, _dirs, files in os.walk(root)
-               for name in files if not name.startswith(".")}
-    assert on_disk == metadata | layer_files
+    assert all(os.path.getsize(os.path.join(root, layer["file"])) == layer["file_size"]
+               for image in info["images"] for layer in image["layers"])
+    by_id = {image.id: image for image in images.values()}
+    assert all(base64.b64decode(entry["config"]) == by_id[entry["id"]].config_bytes for entry in info["images"])
