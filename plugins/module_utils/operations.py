@@ -304,7 +304,12 @@ def _separated_info(path, verify):
             separated.verify_files(files, entry)
         with separated.SeparatedImage(files, key) as assembled:
             info = _image_info(assembled.image, verify)
+        info["key"] = key
         info["files"] = {kind: os.path.basename(file) for kind, file in files.items()}
+        info["parts"] = shipping.separated_parts(path, entry)
         images.append(info)
         compression = (entry.get("airgap") or {}).get("compression", compression)
-    return {"path": path, "format": "separated", "compression": compression or "gzip", "directory": True, "images": images}
+    manifest_path = os.path.join(path, separated.MANIFEST)
+    return {"path": path, "format": "separated", "compression": compression or "gzip", "directory": True, "images": images,
+            "manifest": {"file": separated.MANIFEST, "file_size": os.path.getsize(manifest_path),
+                         "sha256": separated.file_sha256(manifest_path)}}

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) airgap.images contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a host lacks of a bundle, layer file by layer file.
+"""What a host lacks of a bundle, file by file.
 
 A bundle is an OCI layout directory on the controller. ``add_bundle_files``
 extends ``archive_info``'s description of it with what a host needs to plan
@@ -12,6 +12,11 @@ arguments, so the only files that cross the wire are layer blobs:
 ``bundle_images_from`` turns the description plus a directory of whichever
 layer files arrived into model images, for a thin load that completes them
 from the layers the store has.
+
+A bundle can also be a directory of separated images (``image_separate``):
+then the files are tarballs, and a host receives an application's app
+tarball, and the lib and base tarballs only when it lacks some of their
+layers, plus the ``manifest``.
 """
 
 import base64
@@ -38,18 +43,33 @@ def add_bundle_files(root, info, images):
     return info
 
 
+def separated_parts(root, entry):
+    """Per tarball a manifest entry names: its file, size, recorded sha256 and the DiffIDs of the layers it carries."""
+    carried = {"app": entry.get("appLayers"), "lib": entry.get("libLayers"), "base": entry.get("baseLayer")}
+    parts = {}
+    for kind in ("base", "lib", "app"):
+        name = entry.get(kind)
+        if not name:
+            continue
+        hexes = [carried[kind]] if isinstance(carried[kind], str) else list(carried[kind] or [])
+        parts[kind] = {"file": name, "file_size": os.path.getsize(os.path.join(root, name)), "sha256": entry.get(kind + "Hash"),
+                       "diff_ids": ["sha256:" + encoded for encoded in hexes]}
+    return parts
+
+
 class BundleImage:
     """An image of a bundle as ``archive_info`` described it: what planning a load needs, no layer data."""
 
     def __init__(self, entry):
         self.id = entry["id"]
+        self.key = entry.get("key")
         self.repo_tags = list(entry.get("repo_tags") or [])
         self.references = [parse_reference(tag) for tag in self.repo_tags]
         self.digests = list(entry.get("digests") or [])
         self.layers = entry["layers"]
+        self.parts = entry.get("parts") or {}
         self.diff_ids = [layer["diff_id"] for layer in self.layers]
         self.size = entry.get("size")
-        self.config_bytes = _config_bytes(entry)
 
     def describe(self):
         return ", ".join(self.repo_tags) or self.id
@@ -66,26 +86,38 @@ def _config_bytes(entry):
     return config
 
 
+def is_separated(bundle):
+    return bundle.get("format") == "separated"
+
+
 def bundle_images(bundle):
-    """The bundle's images, after checking each config against its ID and that every file stays inside a directory."""
+    """The bundle's images, after checking that every file it names stays inside a directory."""
     if not isinstance(bundle, dict) or not isinstance(bundle.get("images"), list):
-        raise ArchiveError("bundle: expected the result of image_archive_info on an OCI layout directory")
-    for layer in [layer for image in bundle["images"] for layer in image.get("layers") or []]:
-        path = layer.get("file") if isinstance(layer, dict) else None
-        if not path or path.startswith("/") or ".." in path.split("/") or "\x00" in path:
+        raise ArchiveError("bundle: expected the result of image_archive_info on an OCI layout directory or separated images")
+    for entry in _bundle_files(bundle):
+        path = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/") or "\x00" in path:
             raise ArchiveError("bundle: file %r would leave the staging directory" % (path,))
-        if layer.get("file_size") is None:
+        if entry.get("file_size") is None:
             raise ArchiveError("bundle: %s is not in the bundle directory" % path)
     return [BundleImage(entry) for entry in bundle["images"]]
 
 
+def _bundle_files(bundle):
+    if is_separated(bundle):
+        return [bundle.get("manifest") or {}] + [part for image in bundle["images"] for part in (image.get("parts") or {}).values()]
+    return [layer for image in bundle["images"] for layer in image.get("layers") or []]
+
+
 def bundle_images_from(bundle, directory):
-    """Model images of ``bundle`` whose layers are read from ``directory`` where their files are (verified as they stream)."""
+    """Model images of an OCI layout ``bundle`` whose layers are read from ``directory`` where their files are."""
+    if is_separated(bundle):
+        raise ArchiveError("bundle: a directory of separated images is loaded with the separated option")
     source = DirSource(directory) if os.path.isdir(directory) else None
     images = []
-    for described in bundle_images(bundle):
+    for entry, described in zip(bundle["images"], bundle_images(bundle)):
         layers = [_layer(source, layer, "%s layer %d" % (described.describe(), index)) for index, layer in enumerate(described.layers)]
-        images.append(Image(described.config_bytes, layers, described.references, described.digests, what=described.describe()))
+        images.append(Image(_config_bytes(entry), layers, described.references, described.digests, what=described.describe()))
     return images
 
 
@@ -97,10 +129,11 @@ def _layer(source, layer, what):
 
 
 class ShippingPlan:
-    def __init__(self, load_plan, ship, staged, bundle):
+    def __init__(self, load_plan, ship, staged, missing_layers, bundle):
         self.load_plan = load_plan
         self.ship = ship
         self.staged = staged
+        self.missing_layers = missing_layers
         self.bundle = bundle
 
     @property
@@ -111,13 +144,14 @@ class ShippingPlan:
         plan = self.load_plan
         states = [(image, "load") for image in plan.to_load] + [(image, "tag") for image, _p, _m in plan.to_tag]
         bundle_bytes = _bundle_bytes(self.bundle)
+        keys = {entry["id"]: entry.get("key") for entry in self.bundle["images"]}
         return {
-            "bundle_images": [{"id": image.id, "repo_tags": image.repo_tags, "state": state} for image, state in states]
-            + [{"id": item["id"], "repo_tags": item["repo_tags"], "state": "present"} for item in plan.skipped],
+            "bundle_images": [{"id": image.id, "repo_tags": image.repo_tags, "key": image.key, "state": state} for image, state in states]
+            + [{"id": item["id"], "repo_tags": item["repo_tags"], "key": keys.get(item["id"]), "state": "present"} for item in plan.skipped],
             "ship": self.ship,
             "ship_bytes": self.ship_bytes,
             "staged": self.staged,
-            "missing_layers": [entry["diff_id"] for entry in self.ship + self.staged],
+            "missing_layers": self.missing_layers,
             "bundle_bytes": bundle_bytes,
             "skip_bytes": bundle_bytes - self.ship_bytes,
             "naive_bytes": sum(entry.get("size") or 0 for entry in self.bundle["images"]),
@@ -126,26 +160,56 @@ class ShippingPlan:
 
 
 def _bundle_bytes(bundle):
-    files = {layer["file"]: layer["file_size"] for entry in bundle["images"] for layer in entry["layers"]}
-    return sum(files.values())
+    return sum({entry["file"]: entry["file_size"] for entry in _bundle_files(bundle)}.values())
 
 
 def files_to_ship(bundle, load_plan, held_layers, staging=None):
-    """The layer files a host needs for ``load_plan``: those of images to load that it does not hold, minus intact
-    staged copies (a file already in ``staging`` counts only when it hashes to its name)."""
-    ship, staged, seen = [], [], set()
+    """The files a host needs for ``load_plan``, minus intact staged copies (a file already in ``staging`` counts
+    only when it hashes to its recorded sha256)."""
+    wanted = _separated_files(load_plan, held_layers) if is_separated(bundle) else _layer_files(load_plan, held_layers)
+    if wanted and is_separated(bundle):
+        wanted.append((bundle["manifest"], []))
+    ship, staged, missing = [], [], []
+    for entry, diff_ids in wanted:
+        listed = {"file": entry["file"], "size": entry["file_size"]}
+        if is_separated(bundle):
+            listed["diff_ids"] = diff_ids
+        else:
+            listed["diff_id"] = diff_ids[0]
+        (staged if _staged_intact(staging, entry) else ship).append(listed)
+        missing += diff_ids
+    return ShippingPlan(load_plan, ship, staged, missing, bundle)
+
+
+def _layer_files(load_plan, held_layers):
+    """Layer files of the images to load that the store does not hold, each once, bottom layers first."""
+    wanted, seen = [], set()
     for image in load_plan.to_load:
         for layer in image.layers:
-            if layer["diff_id"] in held_layers or layer["file"] in seen:
+            if layer["diff_id"] not in held_layers and layer["file"] not in seen:
+                seen.add(layer["file"])
+                wanted.append((dict(layer, sha256=layer["file"].rsplit("/", 1)[-1]), [layer["diff_id"]]))
+    return wanted
+
+
+def _separated_files(load_plan, held_layers):
+    """Tarballs: each app to load or tag; its lib and base tarballs only when the store lacks one of their layers."""
+    wanted, seen = [], set()
+    needed = [(image, True) for image in load_plan.to_load] + [(image, False) for image, _present, _missing in load_plan.to_tag]
+    for image, loading in needed:
+        for kind in ("base", "lib", "app"):
+            part = image.parts.get(kind)
+            if part is None or part["file"] in seen:
                 continue
-            seen.add(layer["file"])
-            entry = {"file": layer["file"], "size": layer["file_size"], "diff_id": layer["diff_id"]}
-            (staged if _staged_intact(staging, layer["file"]) else ship).append(entry)
-    return ShippingPlan(load_plan, ship, staged, bundle)
+            if kind != "app" and (not loading or all(diff_id in held_layers for diff_id in part["diff_ids"])):
+                continue
+            seen.add(part["file"])
+            wanted.append((part, [diff_id for diff_id in part["diff_ids"] if diff_id not in held_layers] if loading else []))
+    return wanted
 
 
-def _staged_intact(staging, path):
+def _staged_intact(staging, entry):
     if not staging:
         return False
-    full = os.path.join(staging, *path.split("/"))
-    return os.path.isfile(full) and file_sha256(full) == path.rsplit("/", 1)[-1]
+    full = os.path.join(staging, *entry["file"].split("/"))
+    return os.path.isfile(full) and file_sha256(full) == entry["sha256"]

@@ -178,3 +178,30 @@ def test_registry_mode_pushes_once_and_hosts_pull_only_missing_layers(fleet, reg
     for name in hosts:
         assert recap[name]["changed"] == 0 and recap[name]["failed"] == 0, out[-3000:]
         assert int(reports[name]["shipped_bytes"]) == 0
+
+
+def test_separated_transport_ships_shared_tarballs_only_to_hosts_that_lack_their_layers(fleet, dockerd):
+    fleet, hosts, images = fleet
+    bundle = os.path.join(fleet.work, "bundle", "separated")
+    base_archive = os.path.join(fleet.work, "base.tar")
+    dockerd.cli("save", "-o", base_archive, BASE)
+    hosts["host2"].cli("load", "-i", base_archive)  # host2 holds the base already
+
+    recap, reports, out = fleet.run(APPS_V1, role_vars={"rollout_transport": "separated"})
+    with open(os.path.join(bundle, "manifest")) as handle:
+        manifest = json.load(handle)
+    entry = manifest["airgap-test/app-a:1"]
+    apps = sorted(manifest[key]["app"] for key in manifest)
+    assert sorted(reports["host1"]["shipped_files"]) == sorted(apps + [entry["base"], entry["lib"], "manifest"])
+    assert sorted(reports["host2"]["shipped_files"]) == sorted(apps + [entry["lib"], "manifest"])
+    assert sorted(reports["host3"]["shipped_files"]) == sorted(apps + [entry["base"], entry["lib"], "manifest"])
+    for name, engine in hosts.items():
+        assert recap[name]["failed"] == 0, out[-3000:]
+        held = held_ids(engine, fleet.hosts[name]["engine"])
+        assert all(image in held for image in APPS_V1), held
+    assert held_ids(hosts["host2"], "docker")["airgap-test/app-b:1"] == images["airgap-test/app-b:1"].id
+
+    recap, reports, out = fleet.run(APPS_V1, role_vars={"rollout_transport": "separated"})
+    for name in hosts:
+        assert recap[name]["changed"] == 0 and recap[name]["failed"] == 0, out[-3000:]
+        assert reports[name]["shipped_files"] == []

@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
+from ansible_collections.airgap.images.plugins.module_utils import separated
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     archive_info, images_sender, plan_load, plan_shipping, run_load, verify_loaded)
@@ -120,7 +121,7 @@ def test_a_config_that_does_not_hash_to_its_id_is_refused(tmp_path, bundle):
     _root, info = bundle
     info["images"][0]["config"] = info["images"][1]["config"]
     with pytest.raises(ArchiveError, match="does not hash to its ID"):
-        plan_shipping(OCIStore(str(tmp_path / "host")), info)
+        bundle_images_from(info, str(tmp_path))
 
 
 @pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "blobs/../../x", ""])
@@ -139,3 +140,46 @@ def test_bundle_info_lists_each_layer_file_and_the_configs(bundle, images):
                for image in info["images"] for layer in image["layers"])
     by_id = {image.id: image for image in images.values()}
     assert all(base64.b64decode(entry["config"]) == by_id[entry["id"]].config_bytes for entry in info["images"])
+
+
+@pytest.fixture
+def separated_bundle(tmp_path, images):
+    root = str(tmp_path / "separated")
+    parts, entries = separated.plan([images["app-a"], images["app-b"]], images["base"], None, "gzip", None)
+    separated.write(root, parts, entries, images["base"], None, "gzip")
+    return root, archive_info(root)
+
+
+def load_separated(store, staging, key):
+    """What image_load does with ``separated: {dir, app}``."""
+    manifest = separated.read_manifest(staging)
+    key, entry = separated.find_entry(manifest, key, staging)
+    files = separated.entry_files(staging, entry)
+    separated.verify_files(files, entry)
+    with separated.SeparatedImage(files, key) as assembled:
+        plan = plan_load(store, [assembled.image])
+        run_load(store, plan, images_sender(store))
+
+
+def test_separated_bundle_a_host_holding_the_base_gets_app_tarballs_and_the_manifest_only(tmp_path, images, separated_bundle):
+    root, info = separated_bundle
+    host, staging = OCIStore(str(tmp_path / "host")), str(tmp_path / "staging")
+    host.import_images([images["base"]])
+    plan = plan_shipping(host, info, staging)
+    result = plan.result()
+    assert sorted(entry["file"] for entry in result["ship"]) == ["app-a_1_app_image.tar.gz", "app-b_1_app_image.tar.gz", "manifest"]
+    assert {entry["key"] for entry in result["bundle_images"] if entry["state"] == "load"} == {"site/app-a:1", "site/app-b:1"}
+    assert result["skip_bytes"] == os.path.getsize(os.path.join(root, "app-a_1_base_image.tar.gz"))
+    ship(root, plan, staging)
+    for key in ("site/app-a:1", "site/app-b:1"):
+        load_separated(host, staging, key)
+    assert {image.id for image in host.images()} == {image.id for image in images.values()}
+    assert plan_shipping(host, info, staging).result()["ship"] == []
+
+
+def test_separated_bundle_an_empty_host_gets_the_base_tarball_once(tmp_path, separated_bundle):
+    _root, info = separated_bundle
+    result = plan_shipping(OCIStore(str(tmp_path / "host")), info).result()
+    assert sorted(entry["file"] for entry in result["ship"]) == [
+        "app-a_1_app_image.tar.gz", "app-a_1_base_image.tar.gz", "app-b_1_app_image.tar.gz", "manifest"]
+    assert result["ship_bytes"] == result["bundle_bytes"]
