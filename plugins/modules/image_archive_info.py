@@ -124,6 +124,16 @@ images:
       description: Uncompressed layer bytes, when known.
       type: int
       sample: 73400320
+    key:
+      description: For separated images, the manifest's key of the image (C(name:tag)).
+      type: str
+      sample: registry.example.com/shop/cart:2.1
+    parts:
+      description:
+        - For separated images, per tarball (C(app), C(lib), C(base)) its file name, size, the sha256 the manifest records,
+          and the DiffIDs of the layers it carries; what M(airgap.images.image_store_info) plans shipping from.
+      type: dict
+      sample: {"app": {file: cart_2.1_app_image.tar.gz, file_size: 10240, sha256: "9f2c...", diff_ids: ["sha256:c41e..."]}}
     files:
       description: For separated images, the C(app), C(lib) and C(base) tarballs the image is assembled from.
       type: dict
@@ -143,6 +153,11 @@ images:
       elements: dict
       sample: [{diff_id: "sha256:d4f5...", digest: "sha256:d4f5...", size: 2048, media_type: application/vnd.oci.image.layer.v1.tar,
                 present: true, verified: true, file: "blobs/sha256/d4f5...", file_size: 2048}]
+manifest:
+  description: For a directory of separated images, the C(manifest) file's name, size and sha256.
+  returned: when O(path) is a directory of separated images
+  type: dict
+  sample: {file: manifest, file_size: 1890, sha256: "4b1d..."}
 """
 
 import traceback
