@@ -62,12 +62,12 @@ def run_role(work, collections, source, hosts, release, images):
             % (name, sys.executable, daemon.host, os.path.join(work, "staging", name)) for name, daemon in hosts.items()))
     reports = os.path.join(work, "reports-%d" % release)
     os.makedirs(reports)
-    play = [{"hosts": "site", "gather_facts": False, "roles": [{"role": "airgap.images.rollout", "vars": {
-        "rollout_images": images, "rollout_base": BASE, "rollout_lib": LIB, "rollout_source_engine_host": source.host,
-        "rollout_bundle_dir": os.path.join(work, "bundle")}}]},
-            {"hosts": "site", "gather_facts": False, "tasks": [{
-                "ansible.builtin.copy": {"content": "{{ rollout_report | to_json }}", "dest": reports + "/{{ inventory_hostname }}.json",
-                                         "mode": "0644"}, "delegate_to": "localhost", "changed_when": False}]}]
+    role_vars = {"rollout_images": images, "rollout_base": BASE, "rollout_lib": LIB, "rollout_source_engine_host": source.host,
+                 "rollout_bundle_dir": os.path.join(work, "bundle")}
+    keep_report = {"ansible.builtin.copy": {"content": "{{ rollout_report | to_json }}", "dest": reports + "/{{ inventory_hostname }}.json",
+                                            "mode": "0644"}, "delegate_to": "localhost", "changed_when": False}
+    play = [{"hosts": "site", "gather_facts": False, "roles": [{"role": "airgap.images.rollout", "vars": role_vars}]},
+            {"hosts": "site", "gather_facts": False, "tasks": [keep_report]}]
     path = os.path.join(work, "play-%d.yml" % release)
     with open(path, "w") as out:
         json.dump(play, out)
@@ -108,8 +108,9 @@ def run_pipeline(work, source, hosts, images):
     os.makedirs(cache, exist_ok=True)
     copied, lock = [], threading.Lock()
     started = time.time()
-    threads = [threading.Thread(target=pipeline_host, args=(cache, source, daemon, os.path.join(work, "pipeline", name),
-                                                             [BASE, LIB] + images, copied, lock)) for name, daemon in hosts.items()]
+    threads = [threading.Thread(target=pipeline_host,
+                                args=(cache, source, daemon, os.path.join(work, "pipeline", name), [BASE, LIB] + images, copied, lock))
+               for name, daemon in hosts.items()]
     for thread in threads:
         thread.start()
     for thread in threads:

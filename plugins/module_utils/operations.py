@@ -205,6 +205,23 @@ def run_load(store, plan, send):
     return plan.to_load, tagged
 
 
+def load_diff(images, plan):
+    """Diff mode's before and after: the images present before the load, and all of them after."""
+    before = [image for image in images if image not in plan.to_load]
+    return dict(before="\n".join(archive_lines(before)) + "\n", after="\n".join(archive_lines(images)) + "\n")
+
+
+def apply_load(store, images, plan, send, check_mode):
+    """Carry out ``plan`` (or, in check mode, say what it would do) and check the result; returns (loaded IDs, tags added)."""
+    if check_mode:
+        return [image.id for image in plan.to_load], [ref.familiar() for _i, _p, missing in plan.to_tag for ref in missing]
+    if not plan.changed:
+        return [], []
+    loaded, tagged = run_load(store, plan, send)
+    verify_loaded(store, images)
+    return [image.id for image in loaded], tagged
+
+
 def archive_sender(store, archive_path, all_images):
     """Load from an archive file: the file as it is when every image is wanted, else just the wanted ones.
 

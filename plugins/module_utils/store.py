@@ -21,7 +21,7 @@ import threading
 
 from .archive import open_archive
 from .docker_archive import write_docker_archive
-from .errors import ImageNotFoundError, InvalidReferenceError, StoreError
+from .errors import ImageError, ImageNotFoundError, InvalidReferenceError, StoreError
 from .reference import parse_image_selector, parse_reference, resolve_all, resolve_selector
 from .store_containerd import ContainerdStore
 from .store_docker import DockerClient, DockerStore
@@ -111,12 +111,21 @@ class OCIStore(_ModelStore, LayoutStore):
 
 
 class ContainerdImageStore(_ModelStore, ContainerdStore):
+    """Reading an image costs two ``ctr`` runs, so the namespace's images are read once until the next change."""
+
+    _read = None
+
+    def _candidates(self):
+        if self._read is None:
+            self._read = _ModelStore._candidates(self)
+        return self._read
+
     def held_layers(self):
         return self.layer_ids()
 
     def load(self, archive_path, images=None, omit_layers=()):
         if images is None and not omit_layers:
-            return ContainerdStore.load(self, archive_path)
+            return self._import(archive_path)
         with open_archive(archive_path) as archive:
             return self.load_images(_subset(archive.images, images), omit_layers, os.path.dirname(os.path.abspath(archive_path)))
 
@@ -125,12 +134,31 @@ class ContainerdImageStore(_ModelStore, ContainerdStore):
         with tempfile.NamedTemporaryFile(dir=workdir, prefix=".airgap-import-", suffix=".tar") as temp:
             write_docker_archive(images, temp, omit_layers)
             temp.flush()
-            return ContainerdStore.load(self, temp.name)
+            return self._import(temp.name)
+
+    def _import(self, path):
+        """``ctr images import``; when it fails, the names it registered are removed again (containerd keeps them)."""
+        self._read = None
+        before = set(self.image_targets())
+        try:
+            return ContainerdStore.load(self, path)
+        except ImageError:
+            self._forget(before)
+            raise
+
+    def _forget(self, before):
+        try:
+            added = sorted(set(self.image_targets()) - before)
+            if added:
+                self.run("images", "rm", *added)
+        except ImageError:
+            pass  # containerd is gone: the import's own error says so
 
     def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
         source = next((str(ref) for ref in store_image.references if ref.tag), None)
         if source is None:
             raise StoreError("%s: image %s has no name to tag from" % (self, store_image.id))
+        self._read = None
         ContainerdStore.tag(self, source, reference)
 
 
@@ -206,7 +234,8 @@ class EngineStore(DockerStore):
         """Always re-streamed through our writer: every layer is checked against its DiffID as it goes, so a corrupt
         archive fails naming the layer (and the engine receives a truncated body, so it loads nothing)."""
         with open_archive(archive_path) as archive:
-            return self.load_images(_subset(archive.images, images), omit_layers)
+            wanted = _subset(archive.images, images)
+            return self.load_images(wanted, list(omit_layers) + _absent_layers(wanted))
 
     def load_images(self, images, omit_layers=()):
         """Our archive of ``images``, written straight into the load request (no file)."""
@@ -226,6 +255,11 @@ class PodmanStore(EngineStore):
 
     def __init__(self, host=None, **kwargs):
         EngineStore.__init__(self, host or os.environ.get("CONTAINER_HOST") or PODMAN_DEFAULT_HOST, **kwargs)
+
+
+def _absent_layers(images):
+    """DiffIDs of the layers a thin archive leaves out (the target must hold them)."""
+    return [layer.diff_id for image in images for layer in image.layers if not layer.available]
 
 
 def _subset(images, selectors):

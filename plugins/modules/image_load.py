@@ -189,7 +189,7 @@ from ansible_collections.airgap.images.plugins.module_utils.errors import ImageE
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    LoadPlan, archive_lines, archive_sender, images_sender, plan_load, run_load, verify_loaded)
+    LoadPlan, apply_load, archive_sender, images_sender, load_diff, plan_load)
 from ansible_collections.airgap.images.plugins.module_utils import separated
 from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from
 from ansible_collections.airgap.images.plugins.module_utils.reference import resolve_all
@@ -251,17 +251,11 @@ def main():
             if params["force"]:
                 plan.to_load = list(images)
             result.update(changed=plan.changed, images=describe_images(images), skipped=plan.skipped)
-            before = [image for image in images if image not in plan.to_load]
             if module._diff:  # pylint: disable=protected-access
-                result["diff"] = dict(before="\n".join(archive_lines(before)) + "\n", after="\n".join(archive_lines(images)) + "\n")
-            if module.check_mode:
-                result.update(loaded=[image.id for image in plan.to_load],
-                              tagged=[ref.familiar() for _i, _p, missing in plan.to_tag for ref in missing])
-            elif plan.changed:
-                loaded, tagged = run_load(store, plan, send(store))
-                verify_loaded(store, images)
-                result.update(loaded=[image.id for image in loaded], tagged=tagged,
-                              bytes_sent=sum(image.size or 0 for image in loaded))
+                result["diff"] = load_diff(images, plan)
+            loaded, tagged = apply_load(store, images, plan, send(store), module.check_mode)
+            result.update(loaded=loaded, tagged=tagged,
+                          bytes_sent=0 if module.check_mode else sum(image.size or 0 for image in images if image.id in loaded))
     except ImageError as err:
         module.fail_json(msg=str(err), duration_s=watch.seconds, **result)
     except Exception as err:  # pylint: disable=broad-except

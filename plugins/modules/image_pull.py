@@ -124,7 +124,7 @@ from ansible_collections.airgap.images.plugins.module_utils.errors import ImageE
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_missing, store_from_params)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    archive_lines, images_sender, new_layer_bytes, plan_load, run_load, verify_loaded)
+    apply_load, images_sender, load_diff, new_layer_bytes, plan_load)
 from ansible_collections.airgap.images.plugins.module_utils.store import open_store
 
 
@@ -160,15 +160,8 @@ def main():
             held = target.held_layers() if plan.to_load else set()
             result.update(changed=plan.changed, skipped=plan.skipped, bytes_pulled=new_layer_bytes(plan.to_load, held))
             if module._diff:  # pylint: disable=protected-access
-                before = [image for image in images if image not in plan.to_load]
-                result["diff"] = dict(before="\n".join(archive_lines(before)) + "\n", after="\n".join(archive_lines(images)) + "\n")
-            if module.check_mode:
-                result.update(loaded=[image.id for image in plan.to_load],
-                              tagged=[ref.familiar() for _i, _p, missing in plan.to_tag for ref in missing])
-            elif plan.changed:
-                loaded, tagged = run_load(target, plan, images_sender(target, held))
-                verify_loaded(target, images)
-                result.update(loaded=[image.id for image in loaded], tagged=tagged)
+                result["diff"] = load_diff(images, plan)
+            result["loaded"], result["tagged"] = apply_load(target, images, plan, images_sender(target, held), module.check_mode)
     except ImageError as err:
         module.fail_json(msg=str(err), duration_s=watch.seconds, **result)
     except Exception as err:  # pylint: disable=broad-except
