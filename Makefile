@@ -7,7 +7,7 @@
 #   make sanity   ansible-test sanity on a copy of the tree (tests/sanity/run_sanity.py)
 #   make unit     pytest tests/unit
 #   make system   pytest tests/system (real engines; needs root)
-#   make bench    bench/bench_archive.py (make bench-modules, bench-stores, bench-separate: the others)
+#   make bench    bench/bench_archive.py (make bench-modules, bench-stores, bench-separate, bench-load, bench-rollout: the others)
 #   make clean    remove .venv, .build and caches
 #
 # Extra pytest options: make unit PYTEST_ARGS='-k tar -x'
@@ -42,7 +42,7 @@ PYTEST := PYTHONPATH=$(CURDIR)/$(BUILD) $(VPY) -m pytest -ra --durations=10 --ti
 # Filters pip's complaints about this machine's configured-but-absent local indexes.
 PIP_NOISE := grep -v "^WARNING: Location 'file://" || true
 
-.PHONY: test deps venv link sanity unit system demo bench bench-modules bench-stores bench-separate clean
+.PHONY: test deps venv link sanity unit system demo bench bench-modules bench-stores bench-separate bench-load bench-rollout clean
 
 # Each stage is timed into $(TIMINGS); a failing stage is recorded and the next ones
 # still run, and the target fails at the end.  pytest runs last, so its summary line
@@ -115,6 +115,8 @@ bench: venv link
 bench-modules: venv link ; $(VPY) bench/bench_modules.py
 bench-stores: venv link ; $(VPY) bench/bench_stores.py
 bench-separate: venv link ; $(VPY) bench/bench_separate.py
+bench-load: venv link ; $(VPY) bench/bench_load.py
+bench-rollout: venv link ; $(VPY) bench/bench_rollout.py
 
 clean:
 	rm -rf $(VENV) $(BUILD) tests/output .pytest_cache .hypothesis bench/results

@@ -50,7 +50,9 @@ if requests is not None:
 
         def __init__(self, socket_path, connect_timeout):
             super().__init__()
-            self._pool = _UnixPool(socket_path, urllib3.util.Timeout(connect=connect_timeout, read=None))
+            self._socket_path = socket_path
+            self._timeout = urllib3.util.Timeout(connect=connect_timeout, read=None)
+            self._pool = _UnixPool(socket_path, self._timeout)
 
         def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
             return self._pool
@@ -62,5 +64,7 @@ if requests is not None:
             return request.path_url
 
         def close(self):
+            """Close the pooled sockets; as with requests' own adapters, a later request connects again."""
             self._pool.close()
+            self._pool = _UnixPool(self._socket_path, self._timeout)
             super().close()

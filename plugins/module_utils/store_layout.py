@@ -47,6 +47,10 @@ class LayoutStore:
     def __str__(self):
         return "OCI layout %s" % self.root
 
+    def close(self):
+        """Nothing stays open between calls; here so that every store can be closed alike."""
+        self.source.close()
+
     def images(self, platform=None):
         return read_layout_images(self.source, platform)
 
