@@ -23,12 +23,12 @@ import base64
 import binascii
 import os
 
+from .digest import sha256_digest
 from .errors import ArchiveError
 from .model import Image, Layer
 from .oci_layout import blob_path
 from .reference import parse_reference
 from .safetar import DirSource
-from .digest import sha256_digest
 from .separated import file_sha256
 
 
@@ -100,7 +100,10 @@ def bundle_images(bundle):
             raise ArchiveError("bundle: file %r would leave the staging directory" % (path,))
         if entry.get("file_size") is None:
             raise ArchiveError("bundle: %s is not in the bundle directory" % path)
-    return [BundleImage(entry) for entry in bundle["images"]]
+    try:
+        return [BundleImage(entry) for entry in bundle["images"]]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ArchiveError("bundle: an image entry lacks %s: pass image_archive_info's result unchanged" % err) from None
 
 
 def _bundle_files(bundle):

@@ -183,3 +183,12 @@ def test_separated_bundle_an_empty_host_gets_the_base_tarball_once(tmp_path, sep
     assert sorted(entry["file"] for entry in result["ship"]) == [
         "app-a_1_app_image.tar.gz", "app-a_1_base_image.tar.gz", "app-b_1_app_image.tar.gz", "manifest"]
     assert result["ship_bytes"] == result["bundle_bytes"]
+
+
+@pytest.mark.parametrize("damage", [lambda info: info["images"][0].pop("id"), lambda info: info["images"][0].update(layers=None),
+                                    lambda info: info.update(images="none")])
+def test_a_bundle_description_of_the_wrong_shape_is_refused_clearly(tmp_path, bundle, damage):
+    _root, info = bundle
+    damage(info)
+    with pytest.raises(ArchiveError, match="bundle: "):
+        plan_shipping(OCIStore(str(tmp_path / "host")), info)
