@@ -11,7 +11,7 @@ is fsynced and renamed, so the old file stays whole until the new one is.
 
 import os
 
-from .atomic import atomic_file
+from .atomic import atomic_file, check_free_space
 
 from .digest import HashingWriter, sha256_digest
 from .compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
@@ -106,13 +106,19 @@ class SaveResult:
 
 
 def save_archive(images, dest, archive_format=DOCKER_ARCHIVE, compression=NONE, level=None, omit_layers=()):
-    """Write ``images`` to ``dest`` atomically; returns a SaveResult (size and sha256 of the file)."""
+    """Write ``images`` to ``dest`` atomically; returns a SaveResult (size and sha256 of the file).
+
+    An uncompressed archive whose layer sizes are known is checked against the
+    free space first; a disk that fills up on the way fails the same way.
+    """
     if archive_format not in (DOCKER_ARCHIVE, OCI_ARCHIVE):
         raise ImageError("save_archive writes %s or %s; use the OCI layout store for %s" % (DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR))
     folder = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(folder):
         raise ImageError("cannot write %s: directory %s does not exist" % (dest, folder))
-    with atomic_file(dest) as out:
+    needed = minimum_archive_size(images, omit_layers) if compression == NONE else None
+    check_free_space(dest, needed)
+    with atomic_file(dest, expected_size=needed) as out:
         hashing = HashingWriter(out)
         writer = open_compressing_writer(hashing, compression, level)
         if archive_format == DOCKER_ARCHIVE:
@@ -121,3 +127,14 @@ def save_archive(images, dest, archive_format=DOCKER_ARCHIVE, compression=NONE, 
             write_oci_archive(images, writer, omit_layers)
         writer.close()
     return SaveResult(dest, hashing.count, hashing.digest, compressor_name(compression))
+
+
+def minimum_archive_size(images, omit_layers=()):
+    """Bytes an uncompressed archive of ``images`` takes at least (its layers and configs); None when a size is unknown."""
+    sizes = {}
+    for image in images:
+        sizes[image.id] = len(image.config_bytes)
+        for layer in image.layers:
+            if layer.diff_id not in omit_layers and layer.available:
+                sizes[layer.diff_id] = layer.size
+    return None if None in sizes.values() else sum(sizes.values())

@@ -7,9 +7,11 @@ This file is the only part of module_utils the modules need Ansible for; it
 imports nothing from Ansible itself, so the core stays usable without it.
 """
 
+import contextlib
 import signal
 import time
 
+from .atomic import dest_lock
 from .http_unix import requests_missing
 
 ENGINE_ARGS = dict(
@@ -78,3 +80,8 @@ def describe_images(images):
     """The ``images`` return value: one dict per image."""
     return [{"id": image.id, "repo_tags": sorted(image.repo_tags), "diff_ids": list(image.diff_ids), "size": image.size}
             for image in images]
+
+
+def writer_lock(dest, check_mode):
+    """One task at a time writes ``dest`` (a lock beside it, for the check and the write); check mode writes nothing, not even the lock."""
+    return contextlib.nullcontext() if check_mode else dest_lock(dest)

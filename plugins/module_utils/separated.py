@@ -17,12 +17,13 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from .archive import open_archive, save_archive
-from .atomic import atomic_file
+from .archive import minimum_archive_size, open_archive, save_archive
+from .atomic import NoSpaceError, atomic_file, check_free_space, no_space_error
 from .compression import NONE
 from .digest import CHUNK_SIZE
 from .errors import ArchiveError, ImageError
 from .reference import parse_image_selector, parse_reference, resolve_selector
+from .safetar import MAX_JSON_SIZE
 
 MANIFEST = "manifest"
 FORMAT_VERSION = 1
@@ -78,17 +79,24 @@ def load_rename(rename):
         try:
             with open(rename) as handle:
                 rename = json.load(handle)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             raise SeparationError("rename file %s: %s" % (rename, err)) from None
+    if not isinstance(rename, list):
+        raise SeparationError("the rename map must be a list of {name, rename} objects, not %r" % (rename,))
     mapping = {}
     for entry in rename:
         if not isinstance(entry, dict) or not entry.get("name") or not entry.get("rename"):
             raise SeparationError("rename entries need 'name' and 'rename': %r" % (entry,))
         for value in (entry["name"], entry["rename"]):
-            if "/" in value or value in (".", "..") or "\x00" in value:
-                raise SeparationError("rename %r: a file name may not contain '/' or be '.' or '..'" % value)
+            if not _plain_file_name(value):
+                raise SeparationError("rename %r: a file name must be a string without '/' or NUL, and not '.' or '..'" % (value,))
         mapping[entry["name"]] = entry["rename"]
     return mapping
+
+
+def _plain_file_name(name):
+    """A name that stays in its directory: a non-empty string, no '/' or NUL, not '.' or '..'."""
+    return isinstance(name, str) and bool(name) and "/" not in name and "\x00" not in name and name not in (".", "..")
 
 
 class Part:
@@ -159,13 +167,18 @@ def file_sha256(path):
 
 
 def read_manifest(dest):
+    """``dest/manifest`` as a dict, or None when there is none."""
     path = os.path.join(dest, MANIFEST)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise ArchiveError("%s is not a regular file" % path)
+    if os.path.isfile(path) and os.path.getsize(path) > MAX_JSON_SIZE:
+        raise ArchiveError("%s is %d bytes, more than the %d allowed for metadata" % (path, os.path.getsize(path), MAX_JSON_SIZE))
     try:
         with open(path) as handle:
             manifest = json.load(handle)
     except OSError:
         return None
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise ArchiveError("%s is not valid JSON: %s" % (path, err)) from None
     if not isinstance(manifest, dict):
         raise ArchiveError("%s is not a JSON object keyed by name:tag" % path)
@@ -209,8 +222,14 @@ def _recorded_hash(manifest, part):
 
 
 def write(dest, parts, entries, base, lib, compression, level=None):
-    """Write every part (two at a time: compression runs outside the GIL), then the manifest last; returns it."""
+    """Write every part (two at a time: compression runs outside the GIL), then the manifest last; returns it.
+
+    Parts go to temporary names and replace the old files only when all are
+    whole, so a failure (a full disk too) leaves ``dest`` as it was.
+    """
     os.makedirs(dest, exist_ok=True)
+    needed = _total(minimum_archive_size([part.image], part.omit) for part in parts) if compression == NONE else None
+    check_free_space(dest, needed)
     pending = {part.name: os.path.join(dest, ".%s.pending" % part.name) for part in parts}
 
     def write_part(part):
@@ -218,12 +237,13 @@ def write(dest, parts, entries, base, lib, compression, level=None):
         part.sha256, part.size = result.sha256.split(":", 1)[1], result.size
 
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(write_part, parts))
-    except BaseException:
+        _run_all(write_part, parts)
+    except BaseException as err:
         for path in pending.values():
             if os.path.exists(path):
                 os.unlink(path)
+        if isinstance(err, NoSpaceError):
+            raise no_space_error(dest, needed) from None  # name dest, not a part's temporary name
         raise
     for name, path in pending.items():  # every part is whole: now they replace the old ones, the manifest last
         os.replace(path, os.path.join(dest, name))
@@ -233,39 +253,67 @@ def write(dest, parts, entries, base, lib, compression, level=None):
     return manifest
 
 
+def _run_all(function, items):
+    """``function`` on every item, two at a time; the first failure cancels what has not started and is raised."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(function, item) for item in items]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _total(sizes):
+    sizes = list(sizes)
+    return None if None in sizes else sum(sizes)
+
+
 # Loading ------------------------------------------------------------------------------------------------
 
 def find_entry(manifest, app, dest):
     if app in manifest:
-        return app, manifest[app]
+        return app, _entry_object(manifest[app], app, dest)
     wanted = parse_reference(app)
     for key, entry in manifest.items():
         try:
             if parse_reference(key) == wanted:
-                return key, entry
+                return key, _entry_object(entry, key, dest)
         except ImageError:
             continue
     raise ArchiveError("%s/manifest has no image %s (it has %s)" % (dest, app, ", ".join(sorted(manifest)) or "none"))
 
 
+def _entry_object(entry, key, dest):
+    if not isinstance(entry, dict):
+        raise ArchiveError("%s/manifest: entry %s is not a JSON object" % (dest, key))
+    return entry
+
+
 def entry_files(dest, entry, base=None, lib=None):
     """{kind: path} of the tarballs an entry names (base/lib overridable), refusing names that leave ``dest``."""
+    if not isinstance(entry, dict):
+        raise ArchiveError("%s/manifest: an entry is not a JSON object: %r" % (dest, entry))
     files = {}
     for kind, override in (("app", None), ("lib", lib), ("base", base)):
         name = entry.get(kind) or ""
         if override:
             files[kind] = override
         elif name:
-            if "/" in name or name in (".", "..") or "\x00" in name:
-                raise ArchiveError("%s/manifest: %s file name %r would leave the directory" % (dest, kind, name))
+            if not _plain_file_name(name):
+                raise ArchiveError("%s/manifest: %s file name %r would leave the directory (or is not a file name)" % (dest, kind, name))
             files[kind] = os.path.join(dest, name)
     return files
 
 
 def verify_files(files, entry):
     for kind, path in files.items():
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             continue
+        if not os.path.isfile(path):
+            raise ArchiveError("%s (%s tarball) is not a regular file; nothing was loaded" % (path, kind))
         actual = file_sha256(path)
         if actual != entry.get(kind + "Hash"):
             raise ArchiveError("%s (%s tarball) has sha256 %s, the manifest records %s: corrupt or tampered; nothing was loaded"

@@ -13,6 +13,7 @@ blobs, each verified against its digest.
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 from .errors import ArchiveError, StoreError
@@ -21,6 +22,10 @@ from .safetar import MAX_JSON_SIZE
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "k8s.io"
+WATCH_SECONDS = 1
+GONE = ("code = Unavailable", "connection refused", "transport is closing", "error reading from server")
+GONE_HINT = ("; containerd stopped or restarted during the command: check it (its service status and log), start it "
+             "again if needed, and re-run the task (what did not arrive is imported again)")
 
 
 class ContainerdStore:
@@ -62,9 +67,43 @@ class ContainerdStore:
         except subprocess.TimeoutExpired:
             raise StoreError("%s: 'ctr %s' did not finish within %s s" % (self, " ".join(args[:2]), self.timeout)) from None
         if done.returncode != 0:
-            message = done.stderr.decode("utf-8", "replace").strip().replace("ctr: ", "", 1)
-            raise StoreError("%s: 'ctr %s' failed: %s" % (self, " ".join(args[:2]), message))
+            self._fail(args, done.stderr)
         return done.stdout
+
+    def _fail(self, args, stderr):
+        message = stderr.decode("utf-8", "replace").strip().replace("ctr: ", "", 1)
+        gone = any(mark in message for mark in GONE) or not self._answers()
+        raise StoreError("%s: 'ctr %s' failed: %s%s" % (self, " ".join(args[:2]), message, GONE_HINT if gone else ""))
+
+    def run_watched(self, *args):
+        """Run a long ctr command with no time limit, but stop it when containerd goes away (ctr would wait forever)."""
+        self._check_socket()
+        with subprocess.Popen(self._command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=WATCH_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if not self._answers():
+                        proc.kill()
+                        proc.communicate()
+                        raise StoreError("%s: containerd went away during 'ctr %s' (its socket refuses connections)%s"
+                                         % (self, " ".join(args[:2]), GONE_HINT)) from None
+        if proc.returncode != 0:
+            self._fail(args, err)
+        return out
+
+    def _answers(self):
+        """Whether something listens on containerd's socket."""
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(self.timeout)
+            probe.connect(self.address)
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
 
     def image_targets(self):
         """``{name: (target digest, media type)}`` for every image in the namespace."""
@@ -105,7 +144,7 @@ class ContainerdStore:
         """``ctr images import`` of an archive file (a thin one too, when the content store has the missing blobs)."""
         args = ["images", "import"]
         args += ["--platform", self.platform] if self.platform else []
-        return self.run(*(args + [path]), timeout=None).decode("utf-8", "replace").splitlines()
+        return self.run_watched(*(args + [path])).decode("utf-8", "replace").splitlines()
 
     def tag(self, image_name, reference):
         self.run("images", "tag", "--force", image_name, str(reference))

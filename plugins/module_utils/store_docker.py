@@ -10,10 +10,12 @@ version this client knows. Streams (save and load) have a connect timeout
 and no read timeout, so multi-GB transfers are not cut off.
 """
 
+import contextlib
 import json
 import os
 from urllib.parse import quote
 
+from .atomic import check_free_space, reporting_full_disk
 from .errors import ImageNotFoundError, StoreError
 from .http_unix import UNIX_BASE_URL, requests, requests_missing
 
@@ -21,6 +23,7 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 NEWEST_API = (1, 47)
 OLDEST_API = (1, 25)
 CHUNK = 1024 * 1024
+BROKEN_CONNECTION = ("Connection aborted", "Broken pipe", "Connection reset", "RemoteDisconnected", "Connection broken")
 
 
 def _version_tuple(text):
@@ -126,7 +129,21 @@ class DockerClient:
             hint = "the socket does not exist: is the engine running?"
         elif "Connection refused" in text:
             hint = "connection refused: is the engine running and listening there?"
+        elif any(mark in text for mark in BROKEN_CONNECTION):
+            return self.broken_message()
         return "cannot reach %s: %s" % (self, hint)
+
+    def broken_message(self):
+        return ("%s: the connection broke mid-request: the engine stopped or restarted; check it (its service status and "
+                "log), start it again if needed, and re-run the task (what did not arrive is sent again)" % self)
+
+    @contextlib.contextmanager
+    def streaming(self):
+        """Around reading a streamed response: an engine that goes away mid-stream is a StoreError that says so."""
+        try:
+            yield
+        except requests.exceptions.RequestException:
+            raise StoreError(self.broken_message()) from None
 
     def _raise_for_status(self, response, path):
         if response.status_code == 404:
@@ -181,12 +198,27 @@ class DockerStore:
         return held
 
     def export(self, names, sink):
-        """Stream ``docker save`` of ``names`` into the binary writer ``sink``; returns the byte count."""
+        """Stream ``docker save`` of ``names`` into the binary writer ``sink``; returns the byte count.
+
+        A file ``sink`` is first checked for room for the largest image (the least the export needs), and a disk
+        that fills up on the way is reported as such.
+        """
+        path = getattr(sink, "name", None)
+        if not isinstance(path, str):
+            return self._stream_export(names, sink)
+        what = "the export from %s (a temp file beside the destination)" % self
+        check_free_space(path, self._largest_size(names), what)
+        with reporting_full_disk(path, what=what, partial=True):
+            total = self._stream_export(names, sink)
+            sink.flush()
+        return total
+
+    def _stream_export(self, names, sink):
         params = [("names", name) for name in names]
         response = self.client.request("GET", "/images/get", params=params, stream=True)
         total = 0
         tail = b""
-        with response:
+        with response, self.client.streaming():
             for chunk in response.iter_content(CHUNK):
                 sink.write(chunk)
                 total += len(chunk)
@@ -194,11 +226,15 @@ class DockerStore:
         _raise_for_appended_error(tail, self.client)
         return total
 
+    def _largest_size(self, names):
+        sizes = [(self.inspect(name) or {}).get("Size") for name in names]
+        return None if None in sizes or not sizes else max(sizes)
+
     def load(self, body):
         """``POST /images/load`` of ``body`` (a file object or an iterator of bytes); returns the engine's messages."""
         response = self.client.request("POST", "/images/load", params={"quiet": "1"}, data=body, stream=True,
                                        headers={"Content-Type": "application/x-tar"})
-        with response:
+        with response, self.client.streaming():
             return _load_messages(response.iter_lines(), self.client)
 
     def tag(self, image_id, reference):

@@ -9,11 +9,10 @@ failure therefore never leaves an image half-present: at worst unreferenced
 blobs, which a later import reuses.
 """
 
-import fcntl
 import io
 import os
 
-from .atomic import atomic_file
+from .atomic import atomic_file, file_lock
 
 from .digest import check_digest, drain, sha256_digest
 from .errors import ArchiveError, StoreError
@@ -120,7 +119,7 @@ class LayoutStore:
         return index
 
     def _locked(self):
-        return _FileLock(os.path.join(self.root, ".lock"))
+        return file_lock(os.path.join(self.root, ".lock"), self)
 
 
 def _add_entry(index, descriptor):
@@ -139,21 +138,6 @@ def _add_entry(index, descriptor):
         return
     kept.append(descriptor)
     index["manifests"] = kept
-
-
-class _FileLock:
-    def __init__(self, path):
-        self._path = path
-        self._fd = None
-
-    def __enter__(self):
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
 
 
 def _atomic_write(path, data):

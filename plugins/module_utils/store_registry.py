@@ -28,8 +28,17 @@ from .reference import parse_reference
 
 ACCEPT = ", ".join((MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST))
 RETRIES = 4
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 UPLOAD_CHUNK = 64 * 1024 * 1024
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+class TransientError(StoreError):
+    """A failure that may pass: HTTP 429 or 5xx, a broken connection. ``retried`` when the request was already retried."""
+
+    def __init__(self, message, retried=False):
+        StoreError.__init__(self, message)
+        self.retried = retried
 
 
 class RegistryStore:
@@ -52,6 +61,7 @@ class RegistryStore:
         self._blob_homes = {}
         self.mounted = []
         self.chunk_size = UPLOAD_CHUNK
+        self.backoff = 0.5
 
     def __str__(self):
         return "registry %s" % self.base_url
@@ -62,24 +72,49 @@ class RegistryStore:
     # HTTP with auth --------------------------------------------------------------------------------------
 
     def _request(self, method, url, scope, expect=(200,), stream=False, **kwargs):
+        """One request with auth; one without a stream body (replayable) is retried on 429, 5xx and broken connections."""
         url = urljoin(self.base_url, url)
         headers = dict(kwargs.pop("headers", {}))
+        replayable = _replayable(kwargs)
         challenged = False
-        for attempt in range(RETRIES):
+        attempt = 1
+        while True:
             if scope in self._tokens:
                 headers["Authorization"] = self._tokens[scope]
-            response = self._send(method, url, headers, stream, **kwargs)
-            if response.status_code == 401 and not challenged and _replayable(kwargs):
+            response = self._attempt(method, url, headers, stream, attempt, replayable, **kwargs)
+            if response is None:
+                attempt += 1
+            elif response.status_code == 401 and not challenged and replayable:
                 challenged = True  # first contact, or an expired token: answer the challenge once
                 self._authenticate(response, scope)
-                continue
-            if response.status_code in (429, 502, 503, 504) and attempt + 1 < RETRIES and _replayable(kwargs):
-                time.sleep(0.5 * 2 ** attempt)
-                continue
-            break
+            elif response.status_code in RETRY_STATUSES and replayable and attempt < RETRIES:
+                response.close()
+                time.sleep(self._delay(attempt, response))
+                attempt += 1
+            else:
+                break
         if response.status_code not in expect:
-            self._fail(response, method, url)
+            self._fail(response, method, url, attempt)
         return response
+
+    def _attempt(self, method, url, headers, stream, attempt, replayable, **kwargs):
+        """The response; None after a broken connection that may be retried (having waited); TransientError when not."""
+        try:
+            return self._send(method, url, headers, stream, **kwargs)
+        except TransientError as err:
+            if not replayable:
+                raise
+            if attempt >= RETRIES:
+                raise TransientError("%s (%d attempts)" % (err, attempt), retried=True) from None
+        time.sleep(self._delay(attempt))
+        return None
+
+    def _delay(self, attempt, response=None):
+        """Exponential backoff, or the registry's Retry-After when it gives one in seconds (at most a minute)."""
+        retry_after = response.headers.get("Retry-After", "") if response is not None else ""
+        if retry_after.isdigit():
+            return min(int(retry_after), 60)
+        return self.backoff * 2 ** (attempt - 1)
 
     def _send(self, method, url, headers, stream, **kwargs):
         timeout = (self.timeout, None) if stream else (self.timeout, self.timeout)
@@ -92,9 +127,9 @@ class RegistryStore:
             raise StoreError("%s: TLS verification failed (%s); pass ca_path with the registry's CA, or "
                              "validate_certs: false on a trusted network" % (self, _short(err))) from None
         except requests.exceptions.ConnectionError as err:
-            raise StoreError("cannot reach %s: %s" % (self, _short(err))) from None
+            raise TransientError("cannot reach %s: %s" % (self, _short(err))) from None
         except requests.exceptions.Timeout:
-            raise StoreError("%s did not answer within %s s" % (self, self.timeout)) from None
+            raise TransientError("%s did not answer within %s s" % (self, self.timeout)) from None
 
     def _authenticate(self, response, scope):
         challenge = response.headers.get("WWW-Authenticate", "")
@@ -119,20 +154,25 @@ class RegistryStore:
         except requests.exceptions.RequestException as err:
             raise StoreError("%s: cannot get a token from %s: %s" % (self, realm, _short(err))) from None
         if answer.status_code in (401, 403):
-            raise StoreError("%s: authentication failed: the username or password is wrong" % self)
+            raise StoreError("authentication failed for %s (token service %s): check username and password" % (self, realm))
         if answer.status_code != 200:
             raise StoreError("%s: token service %s answered HTTP %d" % (self, realm, answer.status_code))
         body = answer.json()
         return body.get("token") or body.get("access_token") or ""
 
-    def _fail(self, response, method, url):
+    def _fail(self, response, method, url, attempts=1):
         path = url[len(self.base_url):] if url.startswith(self.base_url) else url
         detail = _registry_error(response)
         if response.status_code == 401:
-            raise StoreError("%s: authentication failed for %s %s: %s (check username and password)" % (self, method, path, detail))
+            raise StoreError("authentication failed for %s (%s %s: %s): check username and password" % (self, method, path, detail))
         if response.status_code == 404:
             raise ImageNotFoundError("%s: %s not found: %s" % (self, path, detail))
-        raise StoreError("%s: %s %s failed (HTTP %d): %s" % (self, method, path, response.status_code, detail))
+        tries = " after %d attempts" % attempts if attempts > 1 else ""
+        message = ("%s: %s %s failed (HTTP %d)%s: %s; check the registry (its log, its storage) or try again later"
+                   % (self, method, path, response.status_code, tries, detail))
+        if response.status_code in RETRY_STATUSES:
+            raise TransientError(message, retried=attempts > 1)
+        raise StoreError(message)
 
     # Pull -------------------------------------------------------------------------------------------------
 
@@ -197,12 +237,11 @@ class RegistryStore:
             size = layer.measured_size()
             descriptors.append(layer_descriptor(layer.diff_id, size))
             if not self.has_blob(repo, layer.diff_id) and not self._mount(repo, layer.diff_id):
-                with layer.open() as stream:
-                    self._upload(repo, layer.diff_id, stream, size)
+                self._restartable_upload(repo, layer.diff_id, layer.open, size)
                 uploaded += size
             self._blob_homes[layer.diff_id] = repo
         if not self.has_blob(repo, image.id):
-            self._upload(repo, image.id, io.BytesIO(image.config_bytes), len(image.config_bytes))
+            self._restartable_upload(repo, image.id, lambda: io.BytesIO(image.config_bytes), len(image.config_bytes))
             uploaded += len(image.config_bytes)
         manifest = build_manifest(image, descriptors)
         for tag in tags:
@@ -223,6 +262,18 @@ class RegistryStore:
             return False
         self.mounted.append(digest)
         return True
+
+    def _restartable_upload(self, repo, digest, open_stream, size):
+        """Upload a blob; when a request carrying its bytes fails in a way that may pass, start over from a new stream."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with open_stream() as stream:
+                    return self._upload(repo, digest, stream, size)
+            except TransientError as err:
+                if err.retried or attempt == RETRIES:
+                    raise
+                time.sleep(self._delay(attempt))
+        return None
 
     def _upload(self, repo, digest, stream, size):
         """Upload in one PUT, or in PATCH chunks of ``chunk_size`` when the blob is larger than that."""
@@ -356,9 +407,11 @@ class _BlobReader:
             except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 self._attempts += 1
                 if self._attempts >= RETRIES:
-                    raise StoreError("%s: blob %s: connection broke %d times" % (self._store, self._digest, RETRIES)) from None
+                    raise StoreError("%s: the download of blob %s of %s broke %d times (each resumed where it stopped); "
+                                     "check the network path to the registry and re-run the task"
+                                     % (self._store, self._digest, self._repo, RETRIES)) from None
                 self._response.close()
-                time.sleep(0.5 * 2 ** self._attempts)
+                time.sleep(self._store._delay(self._attempts))  # pylint: disable=protected-access
                 self._open()
 
     def close(self):

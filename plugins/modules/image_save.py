@@ -15,6 +15,11 @@ description:
     head of the archive is read for that, so the check takes well under a second even for archives of many GB.
   - Atomic. The archive is written to a temporary file beside O(dest), synced and renamed; on any failure
     the previous O(dest) is left as it was and no temporary file remains.
+  - Safe to run twice at once. Tasks writing the same O(dest) take turns on a lock file C(.<dest name>.lock) beside
+    O(dest) (kept between runs), held from the idempotency check to the rename; the second finds the first's archive
+    and reports C(ok) when it holds the same images.
+  - A full disk fails the task with the filesystem, the bytes free (and needed, when known - an uncompressed archive,
+    or the largest image a Docker or Podman export needs, is checked before anything is written) and what to do.
   - Deterministic. The same images give a byte-identical archive on any machine (for compressed archives, with the
     same compressor; RV(compressor) says which one wrote it).
 extends_documentation_fragment:
@@ -172,7 +177,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params)
+    Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params, writer_lock)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     archive_lines, find_wanted, run_save, save_reason)
 
@@ -200,19 +205,20 @@ def main():
         store = store_from_params(params)
         wanted = find_wanted(store, params["images"])
         compression = "none" if params["format"] == "oci-dir" else params["compression"]
-        reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"])
-        result.update(changed=bool(reason), msg=reason or "%s already holds these images" % params["dest"],
-                      images=describe_images(existing) if not reason else [])
-        if module._diff:  # pylint: disable=protected-access
-            result["diff"] = dict(before="\n".join(archive_lines(existing)) + "\n",
-                                  after="\n".join(sorted(item.line() for item in wanted)) + "\n")
-        if reason and not module.check_mode:
-            images, saved = run_save(store, wanted, params["dest"], params["format"], compression, params["compression_level"])
-            result["images"] = describe_images(images)
-            if saved is not None:
-                result.update(sha256=saved.sha256, compressor=saved.compressor)
-            written = sum(image["size"] or 0 for image in result["images"])
-            result["throughput_mb_s"] = watch.throughput(written)
+        with writer_lock(params["dest"], module.check_mode):
+            reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"])
+            result.update(changed=bool(reason), msg=reason or "%s already holds these images" % params["dest"],
+                          images=describe_images(existing) if not reason else [])
+            if module._diff:  # pylint: disable=protected-access
+                result["diff"] = dict(before="\n".join(archive_lines(existing)) + "\n",
+                                      after="\n".join(sorted(item.line() for item in wanted)) + "\n")
+            if reason and not module.check_mode:
+                images, saved = run_save(store, wanted, params["dest"], params["format"], compression, params["compression_level"])
+                result["images"] = describe_images(images)
+                if saved is not None:
+                    result.update(sha256=saved.sha256, compressor=saved.compressor)
+                written = sum(image["size"] or 0 for image in result["images"])
+                result["throughput_mb_s"] = watch.throughput(written)
     except ImageError as err:
         module.fail_json(msg=str(err), duration_s=watch.seconds, **{k: v for k, v in result.items() if k != "msg"})
     except Exception as err:  # pylint: disable=broad-except

@@ -25,6 +25,11 @@ description:
   - Idempotent. When C(manifest) already describes exactly these images and every file hashes to its recorded sum,
     nothing is read from the source and the task reports C(ok). Tarballs are written under temporary names and renamed
     when all are complete, the manifest last, so a failure leaves O(dest) as it was.
+  - Safe to run twice at once. Tasks writing the same O(dest) take turns on a lock file C(.<dest name>.lock) beside
+    O(dest) (kept between runs), held from the check to the last write; the second finds the first's tarballs and
+    reports C(ok).
+  - A full disk fails the task with the filesystem, the bytes free (and needed, for uncompressed tarballs, checked
+    before anything is written) and what to do; no temporary file is left and the previous tarballs stay.
   - Deterministic. The same images give byte-identical tarballs (with the same compressor), so the base tarball's hash
     is the same across runs, builds and sites.
 extends_documentation_fragment:
@@ -156,7 +161,7 @@ from ansible_collections.airgap.images.plugins.module_utils.archive import open_
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.operations import find_wanted
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_needed, store_from_params)
+    Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_needed, store_from_params, writer_lock)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference, resolve_all
 from ansible_collections.airgap.images.plugins.module_utils import separated
 
@@ -209,15 +214,18 @@ def main():
             metas = from_images(archive.images, selectors) if archive else from_store(store, selectors)
             apps, base, lib = metas[:len(params["images"])], metas[len(params["images"])], metas[-1] if params["lib"] else None
             parts, entries = separated.plan(apps, base, lib, compression, params["rename"])
-            reason = "force is set" if params["force"] else separated.unchanged_reason(dest, parts, entries, base, lib, compression)
-            before = separated.read_manifest(dest) if module._diff else None  # pylint: disable=protected-access
-            result.update(changed=bool(reason), msg=reason or "%s already holds these separated images" % dest)
-            if not reason:
-                result.update(describe(dest, parts, separated.read_manifest(dest)))
-            elif module.check_mode:
-                result.update(describe(dest, parts, None))
-            else:
-                result.update(write_parts(store, archive, selectors, params, dest, compression))
+            if not module.check_mode:
+                os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+            with writer_lock(dest, module.check_mode):
+                reason = "force is set" if params["force"] else separated.unchanged_reason(dest, parts, entries, base, lib, compression)
+                before = separated.read_manifest(dest) if module._diff else None  # pylint: disable=protected-access
+                result.update(changed=bool(reason), msg=reason or "%s already holds these separated images" % dest)
+                if not reason:
+                    result.update(describe(dest, parts, separated.read_manifest(dest)))
+                elif module.check_mode:
+                    result.update(describe(dest, parts, None))
+                else:
+                    result.update(write_parts(store, archive, selectors, params, dest, compression))
             if before is not None or module._diff:  # pylint: disable=protected-access
                 result["diff"] = dict(before=_manifest_text(before), after=_manifest_text(result.get("manifest")))
         finally:

@@ -203,6 +203,18 @@ class Daemon:
         """The last lines of the daemon's log."""
         return tail(self.log_path, lines)
 
+    def kill(self):
+        """SIGKILL the daemon, as a crash or the OOM killer would: its files, sockets and data stay as they are."""
+        self.proc.kill()
+        self.proc.wait(STOP_TIMEOUT)
+
+    def restart(self):
+        """Start the daemon again on the same directory, data and sockets (after :meth:`kill`); returns it."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.start()
+
     def stop(self):
         """Stop the daemon: SIGTERM, then SIGKILL; then kill whatever is left that runs under its directory."""
         if self.proc is not None:
@@ -331,6 +343,15 @@ class Dockerd(Daemon):
         self.client_cert_path = self.tls.client_cert(os.path.join(self.dir, "client-certs"))
         self.tcp_host = "tcp://127.0.0.1:%d" % free_port()
         return ["-H", self.tcp_host, "--tlsverify", "--tlscacert", self.tls.ca_cert, "--tlscert", cert, "--tlskey", key]
+
+    def restart(self):
+        """Start dockerd again after :meth:`kill`. Its own containerd is stopped first and its pid file removed, as
+        under systemd, which reaps it: here the orphan may stay a zombie that dockerd takes for a live containerd."""
+        kill_processes_under(self.dir)
+        pidfile = os.path.join(self.exec_root, "containerd", "containerd.pid")
+        if os.path.exists(pidfile):
+            os.unlink(pidfile)
+        return Daemon.restart(self)
 
     def ping(self):
         """True when the daemon answers ``GET /_ping`` with OK."""

@@ -13,6 +13,7 @@ from ansible_collections.airgap.images.plugins.module_utils.archive import open_
 from ansible_collections.airgap.images.plugins.module_utils.errors import StoreError
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.tests.system.faults import FaultProxy
 
 APPS = ("airgap-test/app-a:1", "airgap-test/app-b:1")
 
@@ -222,68 +223,13 @@ def test_registry_push_mounts_shared_layers_and_uploads_in_chunks(registry_facto
     assert len(set(app_layers)) == 2
 
 
-class CuttingProxy:
-    """A TCP proxy to a registry that breaks the first blob download after ``cut_after`` bytes."""
-
-    def __init__(self, upstream_port, cut_after=200000):
-        import socket  # pylint: disable=import-outside-toplevel
-        import threading  # pylint: disable=import-outside-toplevel
-        self.upstream_port = upstream_port
-        self.cut_after = cut_after
-        self.cuts = 0
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(8)
-        self.port = self.server.getsockname()[1]
-        self._socket = socket
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import threading  # pylint: disable=import-outside-toplevel
-        while True:
-            try:
-                client, _address = self.server.accept()
-            except OSError:
-                return
-            upstream = self._socket.create_connection(("127.0.0.1", self.upstream_port))
-            state = {"armed": False, "sent": 0}
-            threading.Thread(target=self._pipe, args=(client, upstream, state, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, state, False), daemon=True).start()
-
-    def _pipe(self, source, sink, state, from_client):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if from_client and b"GET /v2/" in data and b"/blobs/sha256:" in data and self.cuts == 0:
-                    state["armed"] = True
-                if not from_client and state["armed"]:
-                    state["sent"] += len(data)
-                    if state["sent"] > self.cut_after:
-                        self.cuts += 1
-                        state["armed"] = False
-                        break
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            try:
-                sock.shutdown(self._socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-    def close(self):
-        self.server.close()
-
-
 def test_registry_blob_download_resumes_after_a_broken_connection(registry, dockerd, docker_images, tmp_path):
     pushed = str(tmp_path / "base.tar")
     with open_store("docker", dockerd.host).open_images(["airgap-test/base:1"], str(tmp_path)) as images:
         save_archive(images, pushed)
     open_store("registry", registry.host, insecure_http=True).load(pushed)
-    proxy = CuttingProxy(int(registry.host.split(":")[1]))
+    proxy = FaultProxy(int(registry.host.split(":")[1]))
+    proxy.cut("GET", "/blobs/sha256:", after=200000)
     try:
         store = open_store("registry", "127.0.0.1:%d" % proxy.port, insecure_http=True)
         pulled = str(tmp_path / "pulled.tar")
