@@ -13,7 +13,7 @@ from ansible_collections.airgap.images.plugins.module_utils.build import build_i
 from ansible_collections.airgap.images.plugins.module_utils import separated
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    archive_info, images_sender, plan_load, plan_shipping, run_load, verify_loaded)
+    archive_info, describe_held, images_sender, plan_load, plan_shipping, run_load, verify_loaded)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from
 from ansible_collections.airgap.images.plugins.module_utils.store import OCIStore
@@ -192,3 +192,13 @@ def test_a_bundle_description_of_the_wrong_shape_is_refused_clearly(tmp_path, bu
     damage(info)
     with pytest.raises(ArchiveError, match="bundle: "):
         plan_shipping(OCIStore(str(tmp_path / "host")), info)
+
+
+def test_describe_held_says_what_the_store_has_of_each_name(tmp_path, images):
+    host = OCIStore(str(tmp_path / "host"))
+    host.import_images([images["base"]])
+    held = describe_held(host, ["site/base:1", "site/app-a:1", images["base"].id])
+    assert held[0] == {"name": "site/base:1", "present": True, "id": images["base"].id, "repo_tags": ["site/base:1"],
+                       "diff_ids": images["base"].diff_ids}
+    assert held[1] == {"name": "site/app-a:1", "present": False}
+    assert held[2]["present"] is True and held[2]["id"] == images["base"].id
