@@ -152,8 +152,7 @@ def print_table(title, changed, reports):
 
 
 def seed_hosts(work, images):
-    """host2 already holds the base; host3 the base, the lib and app-a 1.0."""
-    LayoutStore(os.path.join(work, "hosts", "host1", "store"))
+    """host1 has nothing (its store is made by its first load); host2 holds the base; host3 the base, the lib and app-a 1.0."""
     LayoutStore(os.path.join(work, "hosts", "host2", "store")).import_images([images["base"]])
     LayoutStore(os.path.join(work, "hosts", "host3", "store")).import_images([images["base"], images["lib"], images["app-a:1"]])
 

@@ -29,12 +29,15 @@ class LayoutStore:
     kind = "oci"
 
     def __init__(self, root, create=True):
+        """A missing layout reads as empty and is made by the first import (so looking changes nothing); with
+        ``create=False`` it is an error."""
         self.root = os.path.abspath(root)
-        if not os.path.isdir(os.path.join(self.root, "blobs")):
-            if not create:
-                raise StoreError("OCI layout %s does not exist; create it by loading images into it" % self.root)
-            self._create()
+        if not create and not self._exists():
+            raise StoreError("OCI layout %s does not exist; create it by loading images into it" % self.root)
         self.source = DirSource(self.root)
+
+    def _exists(self):
+        return os.path.isdir(os.path.join(self.root, "blobs"))
 
     def _create(self):
         os.makedirs(os.path.join(self.root, "blobs", "sha256"), exist_ok=True)
@@ -51,7 +54,7 @@ class LayoutStore:
         self.source.close()
 
     def images(self, platform=None):
-        return read_layout_images(self.source, platform)
+        return read_layout_images(self.source, platform) if self._exists() else []
 
     def layer_ids(self):
         """DiffIDs of the uncompressed layer blobs this store holds (they are stored under their DiffID)."""
@@ -70,6 +73,7 @@ class LayoutStore:
 
     def import_images(self, images):
         """Store ``images`` (layers the store has need not be available); returns the image IDs stored."""
+        self._create()
         images = merge_images(images)
         entries = []
         for image in images:

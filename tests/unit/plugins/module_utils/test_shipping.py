@@ -183,6 +183,7 @@ def test_separated_bundle_an_empty_host_gets_the_base_tarball_once(tmp_path, sep
     assert sorted(entry["file"] for entry in result["ship"]) == [
         "app-a_1_app_image.tar.gz", "app-a_1_base_image.tar.gz", "app-b_1_app_image.tar.gz", "manifest"]
     assert result["ship_bytes"] == result["bundle_bytes"]
+    assert not os.path.exists(str(tmp_path / "host"))  # asking an OCI layout that is not there yet does not make it
 
 
 @pytest.mark.parametrize("damage", [lambda info: info["images"][0].pop("id"), lambda info: info["images"][0].update(layers=None),
