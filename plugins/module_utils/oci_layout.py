@@ -22,6 +22,8 @@ LAYOUT_VERSION = "1.0.0"
 OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
 ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+# Our compressed layout layers record their uncompressed size, so a thin load needs not decompress a layer to learn it.
+ANNOTATION_UNCOMPRESSED_SIZE = "org.airgap-images.layer.uncompressed-size"
 _UNCOMPRESSED_LAYER_TYPES = (MEDIA_OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar")
 _MAX_INDEX_DEPTH = 4
 
@@ -213,15 +215,24 @@ def _layer(source, descriptor, diff_id, what):
     path = blob_path(digest)
     media_type = descriptor.get("mediaType") or MEDIA_OCI_LAYER
     size = descriptor.get("size") if isinstance(descriptor.get("size"), int) else None
-    uncompressed_size = size if media_type in _UNCOMPRESSED_LAYER_TYPES and digest == diff_id else None
+    uncompressed_size = size if media_type in _UNCOMPRESSED_LAYER_TYPES and digest == diff_id else _annotated_size(descriptor)
     return Layer(diff_id, lambda: source.open(path), media_type, uncompressed_size, digest, size,
                  available=lambda: source.exists(path), what=what)
 
 
+def _annotated_size(descriptor):
+    """The uncompressed size our writer records on a compressed layer (checked when the layer is read)."""
+    value = (descriptor.get("annotations") or {}).get(ANNOTATION_UNCOMPRESSED_SIZE)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
 # Writing ------------------------------------------------------------------------------------------------
 
-def layer_descriptor(layer_digest, size, media_type=MEDIA_OCI_LAYER):
-    return {"mediaType": media_type, "digest": layer_digest, "size": size}
+def layer_descriptor(layer_digest, size, media_type=MEDIA_OCI_LAYER, uncompressed_size=None):
+    descriptor = {"mediaType": media_type, "digest": layer_digest, "size": size}
+    if uncompressed_size is not None:
+        descriptor["annotations"] = {ANNOTATION_UNCOMPRESSED_SIZE: str(uncompressed_size)}
+    return descriptor
 
 
 def build_manifest(image, layer_descriptors):

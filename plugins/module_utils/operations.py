@@ -13,12 +13,16 @@ import shutil
 import tempfile
 
 from .archive import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR, open_archive, save_archive
-from .compression import SUFFIXES
+from .compression import GZIP, NONE, SUFFIXES, ZSTD
+from .model import MEDIA_DOCKER_LAYER_GZIP, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
 from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
 from .store_layout import LayoutStore
 from . import separated, shipping
+
+
+_LAYER_COMPRESSION = {MEDIA_OCI_LAYER_GZIP: GZIP, MEDIA_DOCKER_LAYER_GZIP: GZIP, MEDIA_OCI_LAYER_ZSTD: ZSTD}
 
 
 # Saving -------------------------------------------------------------------------------------------------
@@ -60,7 +64,7 @@ def save_reason(wanted, dest, archive_format, compression, force):
         with open_archive(dest, head_only=True) as archive:
             existing = archive.images
             held_format = OCI_DIR if archive.directory else (OCI_ARCHIVE if archive.format == OCI_ARCHIVE else DOCKER_ARCHIVE)
-            held_compression = archive.compression
+            held_compression = layout_compression(existing) if archive.directory else archive.compression
     except ImageError as err:
         return "%s is not a readable image archive (%s)" % (dest, err), []
     if held_format != archive_format:
@@ -91,7 +95,7 @@ def run_save(store, wanted, dest, archive_format, compression, level):
     with store.open_images([item.selector for item in wanted], folder) as images:
         images = [_with_tags(image, item) for image, item in zip(_in_request_order(images, wanted), wanted)]
         if archive_format == OCI_DIR:
-            _write_layout_dir(images, dest)
+            _write_layout_dir(images, dest, compression, level)
             return images, None
         return images, save_archive(images, dest, archive_format, compression, level)
 
@@ -110,14 +114,20 @@ def _with_tags(image, item):
     return image.with_references([parse_reference(tag) for tag in item.tags])
 
 
-def _write_layout_dir(images, dest):
+def layout_compression(images):
+    """How an OCI layout stores its layers: none, gzip or zstd (by media type), or mixed."""
+    kinds = {_LAYER_COMPRESSION.get(layer.media_type, NONE) for image in images for layer in image.layers}
+    return kinds.pop() if len(kinds) == 1 else (NONE if not kinds else "mixed")
+
+
+def _write_layout_dir(images, dest, compression=NONE, level=None):
     """An OCI layout directory, built beside ``dest`` and swapped in whole."""
     parent = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(parent):
         raise ImageError("cannot write %s: directory %s does not exist" % (dest, parent))
     building = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".", dir=parent)
     try:
-        LayoutStore(building).import_images(images)
+        LayoutStore(building).import_images(images, compression, level)
         if os.path.isdir(dest):
             retired = dest + ".old-" + os.path.basename(building)
             os.rename(dest, retired)

@@ -11,15 +11,19 @@ blobs, which a later import reuses.
 
 import io
 import os
+import tempfile
 
-from .atomic import atomic_file, file_lock
+from .atomic import atomic_file, file_lock, reporting_full_disk
 
-from .digest import check_digest, drain, sha256_digest
+from .compression import GZIP, NONE, ZSTD, open_compressing_writer
+from .digest import HashingWriter, check_digest, drain, sha256_digest
 from .errors import ArchiveError, StoreError
+from .model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
 from .oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
                          index_annotations, layer_descriptor, manifest_descriptor, merge_images, read_layout_images)
 from .safetar import DirSource
 
+COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD}
 EMPTY_INDEX = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
 
 
@@ -57,11 +61,11 @@ class LayoutStore:
         return read_layout_images(self.source, platform) if self._exists() else []
 
     def layer_ids(self):
-        """DiffIDs of the uncompressed layer blobs this store holds (they are stored under their DiffID)."""
+        """DiffIDs of the layers whose blobs this store holds (uncompressed under their DiffID, or compressed)."""
         held = set()
         for image in self.images():
             for layer in image.layers:
-                if layer.blob_digest == layer.diff_id and self.has_blob(layer.diff_id):
+                if self.has_blob(layer.blob_digest or layer.diff_id):
                     held.add(layer.diff_id)
         return held
 
@@ -71,13 +75,22 @@ class LayoutStore:
     def _blob_file(self, digest):
         return os.path.join(self.root, *blob_path(check_digest(digest, "blob")).split("/"))
 
-    def import_images(self, images):
-        """Store ``images`` (layers the store has need not be available); returns the image IDs stored."""
+    def import_images(self, images, compression=NONE, level=None):
+        """Store ``images`` (layers the store has need not be available); returns the image IDs stored.
+
+        Layers are stored uncompressed under their DiffID, or with ``compression`` (gzip, zstd) under the digest of
+        the compressed bytes, their uncompressed size recorded on the descriptor.
+        """
         self._create()
         images = merge_images(images)
-        entries = []
+        entries, written = [], {}
         for image in images:
-            descriptors = [layer_descriptor(layer.diff_id, self._put_layer(layer)) for layer in image.layers]
+            descriptors = []
+            for layer in image.layers:
+                if layer.diff_id not in written:
+                    written[layer.diff_id] = self._put_compressed(layer, compression, level) if compression != NONE \
+                        else layer_descriptor(layer.diff_id, self._put_layer(layer))
+                descriptors.append(written[layer.diff_id])
             self._put_bytes(image.config_bytes)
             manifest = build_manifest(image, descriptors)
             self._put_bytes(manifest)
@@ -106,6 +119,29 @@ class LayoutStore:
             raise ArchiveError("%s is not in the archive and %s does not have it; load a full archive" % (layer.what, self))
         with layer.open() as stream:
             return self._write_blob(final, stream)
+
+    def _put_compressed(self, layer, compression, level):
+        """Compress ``layer`` into a temp blob while hashing it, then rename it to its digest; returns its descriptor."""
+        if not layer.available:
+            raise ArchiveError("%s is not in the archive; a compressed layout needs every layer" % layer.what)
+        folder = os.path.join(self.root, "blobs", "sha256")
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".compressing-", delete=False) as temp:
+            try:
+                hashing = HashingWriter(temp)
+                with reporting_full_disk(temp.name, what="%s in %s" % (layer.what, self), partial=True):
+                    writer = open_compressing_writer(hashing, compression, level)
+                    with layer.open() as stream:
+                        size = drain(stream, writer)
+                    writer.close()
+                    temp.flush()
+                    os.fsync(temp.fileno())
+                os.chmod(temp.name, 0o444)
+                os.replace(temp.name, self._blob_file(hashing.digest))
+            except BaseException:
+                if os.path.exists(temp.name):
+                    os.unlink(temp.name)
+                raise
+        return layer_descriptor(hashing.digest, hashing.count, COMPRESSED_LAYER_TYPES[compression], size)
 
     def _put_bytes(self, data):
         final = self._blob_file(sha256_digest(data))

@@ -54,6 +54,8 @@ options:
       - Compression of the whole archive. V(gzip) uses isal when installed (about 500 MB/s), zlib otherwise.
         V(zstd) needs the C(zstandard) Python package.
       - Engines read compressed archives directly; zstd needs Docker 23 or newer.
+      - For O(format=oci-dir), each layer blob is compressed instead (media type C(tar+gzip) or C(tar+zstd)), stored under
+        the digest of the compressed bytes with its uncompressed size recorded on the descriptor.
     type: str
     choices: [none, gzip, zstd]
     default: none
@@ -204,7 +206,7 @@ def main():
     try:
         store = store_from_params(params)
         wanted = find_wanted(store, params["images"])
-        compression = "none" if params["format"] == "oci-dir" else params["compression"]
+        compression = params["compression"]
         with writer_lock(params["dest"], module.check_mode):
             reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"])
             result.update(changed=bool(reason), msg=reason or "%s already holds these images" % params["dest"],

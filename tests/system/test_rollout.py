@@ -208,3 +208,30 @@ def test_separated_transport_ships_shared_tarballs_only_to_hosts_that_lack_their
     for name in hosts:
         assert recap[name]["changed"] == 0 and recap[name]["failed"] == 0, out[-3000:]
         assert reports[name]["shipped_files"] == []
+
+
+def test_gzip_bundle_ships_compressed_layer_files_that_every_engine_loads(fleet, skopeo):
+    fleet, hosts, images = fleet
+    bundle = os.path.join(fleet.work, "bundle", "oci")
+    recap, reports, out = fleet.run(APPS_V1, role_vars={"rollout_compression": "gzip"})
+    with open(os.path.join(bundle, "index.json")) as handle:
+        index = json.load(handle)
+    manifests = [json.load(open(os.path.join(bundle, "blobs", "sha256", entry["digest"].split(":", 1)[1]))) for entry in index["manifests"]]
+    layer_files = {"blobs/sha256/" + layer["digest"].split(":", 1)[1]: layer["size"] for manifest in manifests for layer in manifest["layers"]}
+    assert {layer["mediaType"] for manifest in manifests for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    for name, engine in hosts.items():
+        assert recap[name]["failed"] == 0, out[-3000:]
+        assert sorted(reports[name]["shipped_files"]) == sorted(layer_files)  # compressed blobs, each once
+        assert int(reports[name]["shipped_bytes"]) == sum(layer_files.values())
+        held = held_ids(engine, fleet.hosts[name]["engine"])
+        assert all(image in held for image in [BASE, LIB] + APPS_V1), held
+    assert held_ids(hosts["host1"], "docker")["airgap-test/app-a:1"] == images["airgap-test/app-a:1"].id
+    # An independent reader agrees the bundle is a valid OCI layout with these images.
+    ref = next(entry["annotations"]["org.opencontainers.image.ref.name"] for entry in index["manifests"]
+               if entry["annotations"]["io.containerd.image.name"].endswith("airgap-test/app-a:1"))
+    assert skopeo.inspect("oci:%s:%s" % (bundle, ref))["Layers"] == [
+        layer["digest"] for manifest in manifests if manifest["config"]["digest"] == images["airgap-test/app-a:1"].id
+        for layer in manifest["layers"]]
+
+    recap, reports, out = fleet.run(APPS_V1, role_vars={"rollout_compression": "gzip"})
+    assert all(recap[name]["changed"] == 0 and int(reports[name]["shipped_bytes"]) == 0 for name in hosts), out[-3000:]

@@ -11,9 +11,10 @@ import pytest
 
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils import separated
+from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    archive_info, describe_held, images_sender, plan_load, plan_shipping, run_load, verify_loaded)
+    archive_info, describe_held, images_sender, layout_compression, plan_load, plan_shipping, run_load, verify_loaded)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from
 from ansible_collections.airgap.images.plugins.module_utils.store import OCIStore
@@ -203,3 +204,31 @@ def test_describe_held_says_what_the_store_has_of_each_name(tmp_path, images):
                        "diff_ids": images["base"].diff_ids}
     assert held[1] == {"name": "site/app-a:1", "present": False}
     assert held[2]["present"] is True and held[2]["id"] == images["base"].id
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_compressed_bundle_ships_compressed_layer_files_and_loads_the_same_images(tmp_path, images, compression):
+    root = str(tmp_path / "bundle")
+    OCIStore(root).import_images(list(images.values()), compression)
+    info = archive_info(root)
+    layers = [layer for image in info["images"] for layer in image["layers"]]
+    assert {layer["media_type"] for layer in layers} == {"application/vnd.oci.image.layer.v1.tar+" + compression}
+    assert all(layer["digest"] != layer["diff_id"] and layer["size"] is not None for layer in layers)
+    assert len({layer["file"] for layer in layers}) == 4  # each distinct layer compressed once
+    host, staging = OCIStore(str(tmp_path / "host")), str(tmp_path / "staging")
+    host.import_images([images["base"]])
+    plan = plan_shipping(host, info, staging)
+    shipped = {entry["file"] for entry in plan.ship}
+    assert shipped == {layer["file"] for layer in layers if layer["diff_id"] != images["base"].diff_ids[0]}
+    assert plan.ship_bytes == sum({layer["file"]: layer["file_size"] for layer in layers if layer["file"] in shipped}.values())
+    ship(root, plan, staging)
+    load(host, info, staging)
+    assert {image.id for image in host.images()} == {image.id for image in images.values()}
+    assert OCIStore(root).layer_ids() == {d for image in images.values() for d in image.diff_ids}
+
+
+def test_save_reason_sees_how_an_oci_layout_compresses_its_layers(tmp_path, images):
+    root = str(tmp_path / "layout")
+    OCIStore(root).import_images([images["base"]], "gzip")
+    with open_archive(root) as archive:
+        assert layout_compression(archive.images) == "gzip"
