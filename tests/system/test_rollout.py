@@ -4,7 +4,8 @@
 """The rollout role as users run it: one play, three hosts with real engines (two dockerd, one containerd).
 
 The controller bundles from the session dockerd; each "host" is an inventory entry with
-``ansible_connection=local`` whose ``rollout_engine*`` variables point at its own engine.
+``ansible_connection=local`` whose ``rollout_engine*`` variables point at its own engine (a podman and an OCI
+layout host in one more test).
 """
 
 import json
@@ -14,6 +15,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.airgap.images.plugins.module_utils.store_layout import LayoutStore
 from ansible_collections.airgap.images.tests.system.engines import build_test_images
 from ansible_collections.airgap.images.tests.system.playbooks import BIN, clean_env
 
@@ -235,3 +237,20 @@ def test_gzip_bundle_ships_compressed_layer_files_that_every_engine_loads(fleet,
 
     recap, reports, out = fleet.run(APPS_V1, role_vars={"rollout_compression": "gzip"})
     assert all(recap[name]["changed"] == 0 and int(reports[name]["shipped_bytes"]) == 0 for name in hosts), out[-3000:]
+
+
+def test_a_podman_host_and_an_oci_host_converge_and_rerun_ok(collections_path, tmp_path, dockerd, docker_images, podman_factory):
+    podman = podman_factory()
+    store = str(tmp_path / "oci-store")
+    engines = {"podman1": {"engine": "podman", "engine_host": "unix://" + podman.service()},
+               "oci1": {"engine": "oci", "engine_host": store}}
+    fleet = Fleet(collections_path, str(tmp_path), dockerd.host, engines)
+    recap, reports, out = fleet.run(APPS_V1)
+    assert all(recap[name]["failed"] == 0 for name in engines), out[-3000:]
+    wanted = {docker_images[name].id for name in [BASE, LIB] + APPS_V1}
+    assert wanted <= {"sha256:" + image_id if not image_id.startswith("sha256:") else image_id for image_id in podman.image_ids()}
+    assert {image.id for image in LayoutStore(store).images()} == wanted
+    assert reports["podman1"]["shipped_bytes"] == reports["oci1"]["shipped_bytes"] > 0
+
+    recap, reports, out = fleet.run(APPS_V1)
+    assert all(recap[name]["changed"] == 0 and int(reports[name]["shipped_bytes"]) == 0 for name in engines), out[-3000:]
