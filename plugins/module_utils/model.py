@@ -159,6 +159,11 @@ class Image:
         }
 
 
+def absent_layers(images):
+    """DiffIDs of the layers a thin source leaves out (the target must hold them)."""
+    return [layer.diff_id for image in images for layer in image.layers if not layer.available]
+
+
 def parse_config(config_bytes, what):
     try:
         config = json.loads(config_bytes.decode("utf-8"))

@@ -14,7 +14,7 @@ import tempfile
 
 from .archive import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR, open_archive, save_archive
 from .compression import GZIP, NONE, SUFFIXES, ZSTD
-from .model import MEDIA_DOCKER_LAYER_GZIP, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
+from .model import MEDIA_DOCKER_LAYER_GZIP, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, absent_layers
 from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
@@ -233,16 +233,17 @@ def apply_load(store, images, plan, send, check_mode):
 
 
 def archive_sender(store, archive_path, all_images):
-    """Load from an archive file: the file as it is when every image is wanted, else just the wanted ones.
-
-    A directory (an OCI layout, possibly partial) is streamed as images; the layers it lacks are left to the store.
-    """
-    if os.path.isdir(archive_path):
-        return images_sender(store)
+    """Load from an open archive. containerd takes the file (``ctr`` imports files only: the whole file as it is, or
+    an archive of the wanted images written beside it); every other store gets the open archive's images streamed
+    through the verifying writer, the layers the archive lacks left to the store."""
+    send_images = images_sender(store)
 
     def send(images):
-        whole = len(images) == len(all_images)
-        store.load(archive_path, images=None if whole else [image.id for image in images])
+        if getattr(store, "imports_files", False) and not os.path.isdir(archive_path):
+            whole = len(images) == len(all_images)
+            store.load(archive_path, images=None if whole else [image.id for image in images])
+        else:
+            send_images(images)
     return send
 
 
@@ -252,8 +253,8 @@ def images_sender(store, leave_out=frozenset()):
     The DiffIDs in ``leave_out`` (layers the target holds) are not sent either: a pull then fetches only what is new.
     """
     def send(images):
-        omit = [layer.diff_id for image in images for layer in image.layers if not layer.available or layer.diff_id in leave_out]
-        store.load_images(images, omit_layers=omit)
+        held = [layer.diff_id for image in images for layer in image.layers if layer.diff_id in leave_out]
+        store.load_images(images, omit_layers=absent_layers(images) + held)
     return send
 
 

@@ -22,6 +22,7 @@ import threading
 from .archive import open_archive
 from .docker_archive import write_docker_archive
 from .errors import ImageError, ImageNotFoundError, InvalidReferenceError, StoreError
+from .model import absent_layers
 from .reference import parse_image_selector, parse_reference, resolve_all, resolve_selector
 from .store_containerd import ContainerdStore
 from .store_docker import DockerClient, DockerStore
@@ -113,6 +114,7 @@ class OCIStore(_ModelStore, LayoutStore):
 class ContainerdImageStore(_ModelStore, ContainerdStore):
     """Reading an image costs two ``ctr`` runs, so the namespace's images are read once until the next change."""
 
+    imports_files = True  # ``ctr images import`` reads archive files, not streams
     _read = None
 
     def _candidates(self):
@@ -127,7 +129,8 @@ class ContainerdImageStore(_ModelStore, ContainerdStore):
         if images is None and not omit_layers:
             return self._import(archive_path)
         with open_archive(archive_path) as archive:
-            return self.load_images(_subset(archive.images, images), omit_layers, os.path.dirname(os.path.abspath(archive_path)))
+            wanted = _subset(archive.images, images)
+            return self.load_images(wanted, list(omit_layers) + absent_layers(wanted), os.path.dirname(os.path.abspath(archive_path)))
 
     def load_images(self, images, omit_layers=(), workdir=None):
         """ctr imports files only: our archive of ``images`` goes through a temp file in ``workdir``."""
@@ -235,7 +238,7 @@ class EngineStore(DockerStore):
         archive fails naming the layer (and the engine receives a truncated body, so it loads nothing)."""
         with open_archive(archive_path) as archive:
             wanted = _subset(archive.images, images)
-            return self.load_images(wanted, list(omit_layers) + _absent_layers(wanted))
+            return self.load_images(wanted, list(omit_layers) + absent_layers(wanted))
 
     def load_images(self, images, omit_layers=()):
         """Our archive of ``images``, written straight into the load request (no file)."""
@@ -255,11 +258,6 @@ class PodmanStore(EngineStore):
 
     def __init__(self, host=None, **kwargs):
         EngineStore.__init__(self, host or os.environ.get("CONTAINER_HOST") or PODMAN_DEFAULT_HOST, **kwargs)
-
-
-def _absent_layers(images):
-    """DiffIDs of the layers a thin archive leaves out (the target must hold them)."""
-    return [layer.diff_id for image in images for layer in image.layers if not layer.available]
 
 
 def _subset(images, selectors):
