@@ -3,8 +3,10 @@
 #   make test     everything CI runs: deps, venv, ansible-test sanity, pytest (unit + system)
 #   make demo     the core end to end, without any engine
 #   make deps     Debian packages the system tests need (apt-get; skipped when present)
+#   make current-engines  Debian unstable's engines for the matrix, under .build/current (tests/system/current_engines.sh)
 #   make venv     .venv with requirements-test.txt
 #   make sanity   ansible-test sanity on a copy of the tree (tests/sanity/run_sanity.py)
+#   make galaxy-import  build the collection tarball and run galaxy-importer on it, as Galaxy does on upload
 #   make unit     pytest tests/unit
 #   make system   pytest tests/system (real engines; needs root)
 #   make bench    bench/bench_archive.py (make bench-modules, bench-stores, bench-separate, bench-load, bench-rollout: the others)
@@ -26,11 +28,21 @@ COLLECTION_LINK := $(BUILD)/ansible_collections/airgap/images
 VENV_STAMP := $(VENV)/.requirements-installed
 TIMINGS := $(BUILD)/timings.txt
 
+# galaxy-importer (what Ansible Galaxy and Automation Hub run on an upload) in a venv of its own: it pins its
+# own ansible-core and ansible-lint.
+GALAXY_VENV := $(BUILD)/galaxy-venv
+GALAXY_PY := $(GALAXY_VENV)/bin/python
+GALAXY_STAMP := $(GALAXY_VENV)/.requirements-installed
+GALAXY_OUT := $(BUILD)/galaxy
+# A log line galaxy-importer or a tool it runs reports a problem with.
+GALAXY_PROBLEM := ^(WARNING|ERROR|CRITICAL):|\[(WARNING|ERROR|DEPRECATION WARNING)\]|Traceback
+
 # Debian 12 packages for the engines the system tests start (tests/system/engines.py),
 # the openssl CLI (test CA), shellcheck (ansible-test's shellcheck sanity test) and GNU time (peak RSS in bench/).
 # Installed with their Recommends, as verified on this machine kind; the fixtures run
 # as root on vfs and need neither uidmap nor fuse-overlayfs, which podman recommends.
-APT_PACKAGES := docker.io containerd runc skopeo podman docker-registry openssl ca-certificates shellcheck time
+# debootstrap makes the Debian unstable chroot of the current engine generation (make current-engines).
+APT_PACKAGES := docker.io containerd runc skopeo podman docker-registry openssl ca-certificates shellcheck time debootstrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_ENV := DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 NEEDRESTART_MODE=l
 APT_GET := $(SUDO) env $(APT_ENV) apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Use-Pty=0
@@ -42,7 +54,7 @@ PYTEST := PYTHONPATH=$(CURDIR)/$(BUILD) $(VPY) -m pytest -ra --durations=10 --ti
 # Filters pip's complaints about this machine's configured-but-absent local indexes.
 PIP_NOISE := grep -v "^WARNING: Location 'file://" || true
 
-.PHONY: test deps venv link sanity unit system demo bench bench-modules bench-stores bench-separate bench-load bench-rollout clean
+.PHONY: test deps current-engines venv link sanity galaxy-import unit system demo bench bench-modules bench-stores bench-separate bench-load bench-rollout clean
 
 # Each stage is timed into $(TIMINGS); a failing stage is recorded and the next ones
 # still run, and the target fails at the end.  pytest runs last, so its summary line
@@ -58,7 +70,9 @@ test:
 	  grep -q '^deps .* ok$$' $(TIMINGS)
 	@$(call timed,venv,$(MAKE) --no-print-directory venv link); tail -n1 $(TIMINGS) | sed 's/^/make test: /'; \
 	  grep -q '^venv .* ok$$' $(TIMINGS)
+	@$(call timed,current-engines,$(MAKE) --no-print-directory current-engines); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
 	@$(call timed,sanity,$(MAKE) --no-print-directory sanity); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
+	@$(call timed,galaxy,$(MAKE) --no-print-directory galaxy-import); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
 	@$(call timed,pytest,$(PYTEST) tests/unit tests/system); \
 	  ! grep -q ' FAILED$$' $(TIMINGS)
 
@@ -80,6 +94,11 @@ deps:
 	for p in $$missing; do dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" | grep -q '^ii' || { echo "deps: $$p did not install" >&2; exit 1; }; done; \
 	echo "deps: installed$$missing"
 
+# The current engine generation (Debian unstable's docker 28, containerd 2.1, crane; podman 5, skopeo 1.22 and
+# the newest ansible-core in a chroot) under .build/current, rebuilt only when the package versions change.
+current-engines: deps
+	bash tests/system/current_engines.sh
+
 $(VPY):
 	@test -n "$(PYTHON)" || { echo "no python3.11 or python3 on PATH" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +119,31 @@ link:
 
 sanity: venv
 	$(VPY) tests/sanity/run_sanity.py $(SANITY_ARGS)
+
+$(GALAXY_PY):
+	@test -n "$(PYTHON)" || { echo "no python3.11 or python3 on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv $(GALAXY_VENV)
+
+$(GALAXY_STAMP): tests/galaxy/requirements.txt | $(GALAXY_PY)
+	$(GALAXY_PY) -m pip install -q -r tests/galaxy/requirements.txt 2>&1 | { $(PIP_NOISE); }
+	@touch $@
+
+# Fails on any warning or error galaxy-importer logs (ansible-doc, ansible-lint, flake8, metadata), and shows them.
+galaxy-import: $(GALAXY_STAMP)
+	@rm -rf $(GALAXY_OUT) && mkdir -p $(GALAXY_OUT)/tmp
+	@$(GALAXY_VENV)/bin/ansible-galaxy collection build --output-path $(GALAXY_OUT) . | sed 's/^/galaxy-import: /'
+	@cd $(GALAXY_OUT) && status=0; \
+	  env PATH="$(CURDIR)/$(GALAXY_VENV)/bin:$$PATH" GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy/galaxy-importer.cfg \
+	    GALAXY_IMPORTER_ANSIBLE_LOCAL_TMP=$(CURDIR)/$(GALAXY_OUT)/tmp GALAXY_IMPORTER_TMP_ROOT_DIR=$(CURDIR)/$(GALAXY_OUT)/tmp \
+	    $(CURDIR)/$(GALAXY_PY) -m galaxy_importer.main airgap-images-*.tar.gz > importer.log 2>&1 || status=$$?; \
+	  grep -v '^Loading \|^Linting .* via flake8\.\.\.$$' importer.log | sed 's/^/galaxy-import: /'; \
+	  problems=$$(grep -cE '$(GALAXY_PROBLEM)' importer.log || true); \
+	  if [ "$$status" != 0 ] || [ "$$problems" != 0 ] || ! grep -q '^Importer processing completed successfully$$' importer.log; then \
+	    echo "galaxy-import: FAILED: galaxy-importer exited $$status and reported $$problems warning(s) or error(s):" >&2; \
+	    grep -E '$(GALAXY_PROBLEM)' importer.log | sed 's/^/galaxy-import:   /' >&2; \
+	    echo "galaxy-import: full log: $(GALAXY_OUT)/importer.log" >&2; exit 1; \
+	  fi; \
+	  echo "galaxy-import: $$(ls airgap-images-*.tar.gz) imports with no warnings and no errors"
 
 unit: venv link
 	$(PYTEST) tests/unit

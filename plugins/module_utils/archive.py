@@ -17,7 +17,8 @@ from .digest import HashingWriter, sha256_digest
 from .compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
 from .docker_archive import read_docker_archive, write_docker_archive
 from .errors import ArchiveError, ImageError
-from .oci_layout import build_manifest, digests_by_config, layer_descriptor, read_layout_images, write_oci_archive
+from .oci_layout import build_manifest, digests_by_config, layer_descriptor, read_layout, write_oci_archive
+from .reference import resolve_all
 from .safetar import DirSource, open_source
 
 DOCKER_ARCHIVE = "docker-archive"
@@ -28,7 +29,8 @@ COMPRESSIONS = (NONE, GZIP, ZSTD)
 
 
 class Archive:
-    """The images of one archive, and what kind of archive it is.
+    """The images of one archive, what else it holds (``artifacts``: an OCI layout's SBOMs, signatures, charts),
+    and what kind of archive it is.
 
     Layers are read lazily from the archive, so keep it open (``with``) while
     using them.
@@ -38,7 +40,7 @@ class Archive:
         self.path = path
         self.source = open_source(path)
         try:
-            self.format, self.images = _read(self.source, platform, head_only)
+            self.format, self.images, self.artifacts = _read(self.source, platform, head_only)
         except Exception:
             self.source.close()
             raise
@@ -47,6 +49,10 @@ class Archive:
 
     def close(self):
         self.source.close()
+
+    def select(self, selectors):
+        """The images ``selectors`` name, in order; one naming an artifact fails saying what the artifact is."""
+        return resolve_all(selectors, self.images, self.path, self.artifacts)
 
     def __enter__(self):
         return self
@@ -60,6 +66,7 @@ class Archive:
             "format": self.format,
             "compression": self.compression,
             "images": [image.summary() for image in self.images],
+            "artifacts": [artifact.summary() for artifact in self.artifacts],
         }
 
 
@@ -78,14 +85,14 @@ def _read(source, platform, head_only=False):
     if source.exists("manifest.json"):
         images = read_docker_archive(source)
         if head_only and source.compression != NONE:
-            return DOCKER_ARCHIVE, [image.with_digests(_our_manifest_digest(image)) for image in images]
+            return DOCKER_ARCHIVE, [image.with_digests(_our_manifest_digest(image)) for image in images], []
         if not (source.exists("index.json") and source.exists("oci-layout")):
-            return DOCKER_ARCHIVE, images
+            return DOCKER_ARCHIVE, images, []
         digests = digests_by_config(source, platform)
-        return DOCKER_ARCHIVE + "+oci", [image.with_digests(digests.get(image.id, [])) for image in images]
+        return DOCKER_ARCHIVE + "+oci", [image.with_digests(digests.get(image.id, [])) for image in images], []
     if source.exists("index.json"):
-        return (OCI_DIR if isinstance(source, DirSource) else OCI_ARCHIVE,
-                read_layout_images(source, platform))
+        images, artifacts = read_layout(source, platform)
+        return OCI_DIR if isinstance(source, DirSource) else OCI_ARCHIVE, images, artifacts
     raise ArchiveError("%s: not an image archive: it has neither manifest.json (docker save) nor index.json (OCI layout); "
                        "a root filesystem tarball is loaded with `docker import`, not as an image archive" % source.label)
 

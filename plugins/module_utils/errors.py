@@ -43,3 +43,7 @@ class StoreError(ImageError):
 
 class ImageNotFoundError(StoreError):
     """A reference that names no image in the store or archive."""
+
+
+class NotAnImageError(ImageNotFoundError):
+    """A reference that names an artifact (an SBOM, a signature, a chart) where an image is expected."""

@@ -29,6 +29,7 @@ MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MANIFEST_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
 INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
+IMAGE_CONFIG_TYPES = (MEDIA_OCI_CONFIG, MEDIA_DOCKER_CONFIG)
 
 
 class Layer:
@@ -156,6 +157,45 @@ class Image:
             "os": self.os,
             "architecture": self.architecture,
             "created": self.created,
+        }
+
+
+class Artifact:
+    """What a layout holds beside images (an SBOM, a signature, a Helm chart): reported, never loaded as an image.
+
+    ``id`` is the manifest digest and ``references``/``digests`` name it as they would name an image, so that a
+    selector naming an artifact can be told apart from one naming nothing.
+    """
+
+    kind = "artifact"
+
+    def __init__(self, digest, media_type, artifact_type, config_media_type=None, layer_media_types=(),
+                 references=(), digests=(), ref_names=(), subject=None):
+        self.id = digest
+        self.media_type = media_type
+        self.artifact_type = artifact_type
+        self.config_media_type = config_media_type
+        self.layer_media_types = list(layer_media_types)
+        self.references = _unique(references)
+        self.digests = _unique([digest] + list(digests))
+        self.ref_names = _unique(ref_names)
+        self.subject = subject
+
+    def describe(self):
+        return "%s (%s)" % (self.ref_names[0] if self.ref_names else self.id[:19], self.artifact_type)
+
+    def summary(self):
+        return {
+            "kind": self.kind,
+            "digest": self.id,
+            "digests": list(self.digests),
+            "media_type": self.media_type,
+            "artifact_type": self.artifact_type,
+            "config_media_type": self.config_media_type,
+            "layer_media_types": list(self.layer_media_types),
+            "ref_names": list(self.ref_names),
+            "references": [str(ref) for ref in self.references],
+            "subject": self.subject,
         }
 
 

@@ -5,15 +5,17 @@
 
 Used for OCI layout directories, oci-archives, and the OCI half of Docker 25+
 and containerd archives. Every blob read is checked against its descriptor's
-digest and size.
+digest and size. Entries that are not images (SBOMs, signatures, Helm charts:
+manifests whose config media type is not an image config's, or that carry an
+``artifactType``) are read as artifacts, by their media types alone.
 """
 
 import json
 
 from .digest import check_digest, sha256_digest
-from .errors import ArchiveError, InvalidReferenceError
-from .model import (INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
-                    MEDIA_OCI_MANIFEST, Image, Layer, parse_config)
+from .errors import ArchiveError, InvalidReferenceError, NotAnImageError
+from .model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
+                    MEDIA_OCI_MANIFEST, Artifact, Image, Layer, parse_config)
 from .platforms import parse_platform
 from .reference import parse_reference
 from .tarwriter import TarWriter
@@ -77,30 +79,103 @@ def _is_attestation(descriptor):
     return "vnd.docker.reference.type" in annotations or platform.get("os") == "unknown"
 
 
+def manifest_artifact_type(manifest):
+    """None for an image manifest; else what the artifact is: its ``artifactType``, else its config's media type.
+
+    Decided by media types alone, so that an image whose config is broken is refused as a broken image.
+    """
+    image_types = (None,) + IMAGE_CONFIG_TYPES
+    artifact_type = manifest.get("artifactType")
+    config_type = manifest["config"].get("mediaType")
+    if artifact_type in image_types and config_type in image_types:
+        return None
+    return artifact_type if artifact_type not in image_types else config_type
+
+
+def read_manifest(source, descriptor, what):
+    """The manifest ``descriptor`` names, verified, with the fields an image or an artifact needs."""
+    manifest = _parse_json(read_verified_blob(source, descriptor, what + " manifest"), source.label, what + " manifest")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
+        raise ArchiveError("%s: %s: not an image manifest (needs config and layers)" % (source.label, what))
+    check_descriptor(manifest["config"], "%s: %s config" % (source.label, what))
+    for position, layer in enumerate(manifest["layers"]):
+        check_descriptor(layer, "%s: %s layer %d" % (source.label, what, position))
+    if not isinstance(manifest.get("artifactType", ""), str):
+        raise ArchiveError("%s: %s: artifactType %r is not a string" % (source.label, what, manifest["artifactType"]))
+    if manifest.get("subject") is not None:
+        check_descriptor(manifest["subject"], "%s: %s subject" % (source.label, what))
+    return manifest
+
+
+class Found:
+    """A manifest reached through index.json: an image's (``artifact_type`` None) or an artifact's.
+
+    ``manifest`` is None for an entry that is neither a manifest nor an index (its format is not ours to read).
+    """
+
+    def __init__(self, descriptor, manifest, artifact_type):
+        self.descriptor = descriptor
+        self.manifest = manifest
+        self.artifact_type = artifact_type
+
+    @property
+    def is_image(self):
+        return self.artifact_type is None
+
+    def artifact(self, entry):
+        """The Artifact this is, named by the top-level ``entry`` it was found through."""
+        manifest = self.manifest or {}
+        return Artifact(self.descriptor["digest"], self.descriptor.get("mediaType"), self.artifact_type,
+                        (manifest.get("config") or {}).get("mediaType"),
+                        [layer.get("mediaType") for layer in manifest.get("layers", [])],
+                        entry.references, [entry.digest], [entry.ref_name] if entry.ref_name else [],
+                        (manifest.get("subject") or {}).get("digest"))
+
+
+class LayoutEntry:
+    """One top-level entry of index.json: the names it carries and what it leads to (one image, or artifacts)."""
+
+    def __init__(self, descriptor, found, where):
+        annotations = descriptor.get("annotations") or {}
+        self.digest = descriptor.get("digest")
+        self.references = references_from_annotations(annotations)
+        self.ref_name = annotations.get(ANNOTATION_REF_NAME)
+        self.found = found
+        self.where = where
+
+    @property
+    def is_image(self):
+        return self.found[0].is_image
+
+    def artifacts(self):
+        return [found.artifact(self) for found in self.found]
+
+
 class IndexWalker:
-    """Finds, for each top-level entry of index.json, the manifest to use and the names it carries."""
+    """Finds, for each top-level entry of index.json, the image manifest to use, or the artifacts it is."""
 
     def __init__(self, source, platform):
         self.source = source
         self.platform = parse_platform(platform)
         self.explicit_platform = bool(platform)
+        self._manifests = {}
 
-    def manifests(self, index):
+    def entries(self, index):
         found = []
         for position, descriptor in enumerate(_entries(index, self.source.label + ": index.json")):
-            refs = references_from_annotations(descriptor.get("annotations"))
-            chosen = self.choose(descriptor, "index.json entry %d" % position)
-            if chosen is not None:
-                found.append((chosen, refs, descriptor.get("digest")))
+            where = _describe_entry(position, descriptor)
+            found.append(LayoutEntry(descriptor, self.choose(descriptor, where), where))
         return found
 
     def choose(self, descriptor, what, depth=0):
-        """The manifest descriptor to use for ``descriptor``: itself, or the platform's entry of an index."""
+        """What ``descriptor`` leads to: ``[Found]`` of its image manifest (of an index: the platform's), else the
+        artifacts it is or its index holds."""
         media_type = descriptor.get("mediaType")
         if media_type in MANIFEST_TYPES or media_type is None:
-            return descriptor
+            manifest = self.manifest(descriptor, what)
+            return [Found(descriptor, manifest, manifest_artifact_type(manifest))]
         if media_type not in INDEX_TYPES:
-            return None  # artifacts, signatures: not images
+            return [self._foreign(descriptor, what)]
         if depth >= _MAX_INDEX_DEPTH:
             raise ArchiveError("%s: %s: indexes nested more than %d deep" % (self.source.label, what, _MAX_INDEX_DEPTH))
         index = _parse_json(read_verified_blob(self.source, descriptor, what + " index"), self.source.label, what)
@@ -110,7 +185,40 @@ class IndexWalker:
             listed = sorted({_describe_platform(d.get("platform")) for d in _entries(index, what) if not _is_attestation(d)})
             raise ArchiveError("%s: %s has no manifest for platform %s in the archive (listed: %s); pass the platform "
                                "the archive holds" % (self.source.label, what, self.platform, ", ".join(listed) or "none"))
-        return self.choose(present[0], what + " > " + _describe_platform(present[0].get("platform")), depth + 1)
+        artifacts = []
+        for member in present:
+            found = self.choose(member, what + " > " + _describe_platform(member.get("platform")), depth + 1)
+            if found[0].is_image:
+                return found
+            artifacts.extend(found)
+        return artifacts
+
+    def choose_image(self, descriptor, what):
+        """The Found of the image ``descriptor`` leads to; NotAnImageError saying what it is when it is an artifact."""
+        found = self.choose(descriptor, what)
+        if not found[0].is_image:
+            raise NotAnImageError("%s: %s is an artifact (%s), not an image"
+                                  % (self.source.label, what, ", ".join(sorted({f.artifact_type for f in found}))))
+        return found[0]
+
+    def manifest(self, descriptor, what):
+        digest = check_digest(descriptor.get("digest"), what)
+        if digest not in self._manifests:
+            self._manifests[digest] = read_manifest(self.source, descriptor, what)
+        return self._manifests[digest]
+
+    def _foreign(self, descriptor, what):
+        """An entry that is neither a manifest nor an index: an artifact of its media type, if its blob is there."""
+        digest = check_digest(descriptor.get("digest"), what)
+        if not self.source.exists(blob_path(digest)):
+            raise ArchiveError("%s: %s points at blob %s (%s), which is missing from the archive"
+                               % (self.source.label, what, digest, descriptor.get("mediaType")))
+        return Found(descriptor, None, descriptor.get("artifactType") or descriptor.get("mediaType"))
+
+
+def _describe_entry(position, descriptor):
+    ref_name = (descriptor.get("annotations") or {}).get(ANNOTATION_REF_NAME)
+    return "index.json entry %d%s" % (position, " (%s)" % ref_name if ref_name else "")
 
 
 def _describe_platform(platform):
@@ -121,6 +229,8 @@ def _describe_platform(platform):
 
 def _entries(index, what):
     manifests = index.get("manifests") if isinstance(index, dict) else None
+    if manifests is None and isinstance(index, dict) and "manifests" in index:
+        manifests = []  # Docker 25 writes a Go nil slice when it saves only untagged images
     if not isinstance(manifests, list):
         raise ArchiveError("%s: not an image index (no 'manifests' list)" % what)
     for descriptor in manifests:
@@ -132,8 +242,9 @@ def check_descriptor(descriptor, what):
     """An OCI descriptor's fields have the JSON types the spec gives them (the digest is checked where it is used)."""
     if not isinstance(descriptor, dict):
         raise ArchiveError("%s is not a JSON object" % what)
-    if not isinstance(descriptor.get("mediaType", ""), str):
-        raise ArchiveError("%s: mediaType %r is not a string" % (what, descriptor["mediaType"]))
+    for field in ("mediaType", "artifactType"):
+        if not isinstance(descriptor.get(field, ""), str):
+            raise ArchiveError("%s: %s %r is not a string" % (what, field, descriptor[field]))
     for field, keys in (("platform", ("os", "architecture", "variant")), ("annotations", None)):
         value = descriptor.get(field)
         if value is None:
@@ -158,21 +269,41 @@ def check_layout_version(source):
         raise ArchiveError("%s: oci-layout says %r; only imageLayoutVersion 1.0.0 is supported" % (source.label, version))
 
 
-def read_layout_images(source, platform=None):
-    """Images of an OCI layout (directory or archive), one per distinct manifest, names merged."""
+def read_layout(source, platform=None):
+    """``(images, artifacts)`` of an OCI layout (directory or archive): one of each per distinct manifest, names merged."""
     check_layout_version(source)
-    walker = IndexWalker(source, platform)
     by_manifest = {}
-    order = []
-    for descriptor, refs, top_digest in walker.manifests(source.read_json("index.json")):
-        digest = check_digest(descriptor.get("digest"), source.label + ": manifest descriptor")
-        if digest not in by_manifest:
-            by_manifest[digest] = (descriptor, [], [digest])
-            order.append(digest)
-        by_manifest[digest][1].extend(refs)
-        if top_digest and top_digest not in by_manifest[digest][2]:
-            by_manifest[digest][2].append(top_digest)
-    return [image_from_manifest(source, *by_manifest[digest]) for digest in order]
+    artifacts = []
+    for entry in IndexWalker(source, platform).entries(source.read_json("index.json")):
+        if not entry.is_image:
+            artifacts.extend(entry.artifacts())
+            continue
+        found = entry.found[0]
+        named = by_manifest.setdefault(found.descriptor["digest"], (found, entry.where, [], [found.descriptor["digest"]]))
+        named[2].extend(entry.references)
+        if entry.digest and entry.digest not in named[3]:
+            named[3].append(entry.digest)
+    images = [image_from_manifest(source, found.descriptor, references, digests, found.manifest, where)
+              for found, where, references, digests in by_manifest.values()]
+    return images, merge_artifacts(artifacts)
+
+
+def read_layout_images(source, platform=None):
+    """The images of an OCI layout; what else it holds is left out (``read_layout`` has it)."""
+    return read_layout(source, platform)[0]
+
+
+def merge_artifacts(artifacts):
+    """One Artifact per manifest digest, the names of every entry that leads to it merged, order kept."""
+    merged = {}
+    for artifact in artifacts:
+        first = merged.setdefault(artifact.id, artifact)
+        if first is not artifact:
+            merged[artifact.id] = Artifact(first.id, first.media_type, first.artifact_type, first.config_media_type,
+                                           first.layer_media_types, first.references + artifact.references,
+                                           first.digests + artifact.digests, first.ref_names + artifact.ref_names,
+                                           first.subject)
+    return list(merged.values())
 
 
 def digests_by_config(source, platform=None):
@@ -183,23 +314,27 @@ def digests_by_config(source, platform=None):
     """
     check_layout_version(source)
     found = {}
-    for descriptor, _refs, top_digest in IndexWalker(source, platform).manifests(source.read_json("index.json")):
-        manifest = _parse_json(read_verified_blob(source, descriptor, "manifest"), source.label, "manifest")
-        config = manifest.get("config") if isinstance(manifest, dict) else None
-        if isinstance(config, dict) and isinstance(config.get("digest"), str):
-            digests = found.setdefault(config["digest"], [])
-            for digest in (descriptor["digest"], top_digest):
+    for entry in IndexWalker(source, platform).entries(source.read_json("index.json")):
+        if not entry.is_image:
+            continue
+        image = entry.found[0]
+        config_digest = image.manifest["config"].get("digest")
+        if isinstance(config_digest, str):
+            digests = found.setdefault(config_digest, [])
+            for digest in (image.descriptor["digest"], entry.digest):
                 if digest and digest not in digests:
                     digests.append(digest)
     return found
 
 
-def image_from_manifest(source, descriptor, references, digests):
-    what = "%s: manifest %s" % (source.label, descriptor["digest"][:19])
-    manifest = _parse_json(read_verified_blob(source, descriptor, "manifest"), source.label, "manifest")
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
-        raise ArchiveError("%s: not an image manifest (needs config and layers)" % what)
-    config_bytes = read_verified_blob(source, check_descriptor(manifest["config"], what + " config"), "config")
+def image_from_manifest(source, descriptor, references, digests, manifest=None, where=None):
+    """The image of the manifest ``descriptor`` names (``manifest``: its JSON, when already read); ``where`` names
+    the index entry it was found through."""
+    name = "%smanifest %s" % (where + ": " if where else "", descriptor["digest"][:19])
+    what = "%s: %s" % (source.label, name)
+    if manifest is None:
+        manifest = read_manifest(source, descriptor, name)
+    config_bytes = read_verified_blob(source, manifest["config"], name + " config")
     diff_ids = parse_config(config_bytes, what)["rootfs"]["diff_ids"]
     if len(diff_ids) != len(manifest["layers"]):
         raise ArchiveError("%s: layers length mismatch: the config lists %d DiffIDs, the manifest %d layers"

@@ -147,10 +147,10 @@ def default_suffix(archive_format, compression):
 # Loading ------------------------------------------------------------------------------------------------
 
 class LoadPlan:
-    """For each image of an archive: present with all tags (skip), present without some tags (tag), or absent (load)."""
+    """For each image of an archive: present with all tags (leave alone), present without some tags (tag), or absent (load)."""
 
     def __init__(self):
-        self.skipped = []
+        self.present = []
         self.to_tag = []  # (archive image, store image, missing references)
         self.to_load = []
 
@@ -171,15 +171,16 @@ def plan_load(store, images):
         if missing:
             plan.to_tag.append((image, present, missing))
         else:
-            plan.skipped.append({"id": image.id, "repo_tags": sorted(image.repo_tags), "reason": "present with all its tags"})
+            plan.present.append({"id": image.id, "repo_tags": sorted(image.repo_tags), "reason": "present with all its tags"})
     return plan
 
 
 def _present(store, image):
-    """The store's copy of ``image`` (same config and layers), looked up by its tags, then by ID."""
+    """The store's copy of ``image`` (same config and layers), looked up by its tags, then by ID: the config
+    digest, or a manifest digest (Docker's containerd image store knows images by that)."""
     names = [str(ref) for ref in image.references if ref.tag]
     if getattr(store, "finds_by_id", True):
-        names.append(image.id)
+        names += [image.id] + list(image.digests)
     for name in names:
         try:
             found = store.find(name)
@@ -302,7 +303,8 @@ def archive_info(path, verify=False, platform=None):
         return _separated_info(path, verify)
     with open_archive(path, platform) as archive:
         info = {"path": path, "format": archive.format, "compression": archive.compression,
-                "directory": archive.directory, "images": [_image_info(image, verify) for image in archive.images]}
+                "directory": archive.directory, "images": [_image_info(image, verify) for image in archive.images],
+                "artifacts": [artifact.summary() for artifact in archive.artifacts]}
         return shipping.add_bundle_files(path, info, archive.images) if info["format"] == OCI_DIR else info
 
 
@@ -338,6 +340,7 @@ def _separated_info(path, verify):
         images.append(info)
         compression = (entry.get("airgap") or {}).get("compression", compression)
     manifest_path = os.path.join(path, separated.MANIFEST)
-    return {"path": path, "format": "separated", "compression": compression or "gzip", "directory": True, "images": images,
-            "manifest": {"file": separated.MANIFEST, "file_size": os.path.getsize(manifest_path),
-                         "sha256": separated.file_sha256(manifest_path)}}
+    manifest = {"file": separated.MANIFEST, "file_size": os.path.getsize(manifest_path),
+                "sha256": separated.file_sha256(manifest_path)}
+    return {"path": path, "format": "separated", "compression": compression or "gzip", "directory": True,
+            "images": images, "artifacts": [], "manifest": manifest}

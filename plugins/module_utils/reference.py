@@ -15,7 +15,7 @@ in an ``images:`` list, by name first and then by full or short image ID, as
 
 import re
 
-from .errors import ImageNotFoundError, InvalidReferenceError
+from .errors import ImageNotFoundError, InvalidReferenceError, NotAnImageError
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -317,13 +317,22 @@ def _distinguishable(image_ids):
     return list(image_ids)
 
 
-def resolve_all(selectors, candidates, where):
-    """The candidate each selector names, in order; ImageNotFoundError naming ``where`` for one that names none."""
+def resolve_all(selectors, candidates, where, artifacts=()):
+    """The candidate each selector names, in order; ImageNotFoundError naming ``where`` for one that names none,
+    NotAnImageError for one that names one of ``artifacts`` (what a layout holds beside images)."""
     candidates = list(candidates)
     chosen = []
     for selector in selectors:
         found = resolve_selector(selector, candidates)
         if found is None:
+            _refuse_artifact(selector, artifacts, where)
             raise ImageNotFoundError("%s has no image %s" % (where, selector))
         chosen.append(found)
     return chosen
+
+
+def _refuse_artifact(selector, artifacts, where):
+    artifact = resolve_selector(selector, artifacts) if artifacts else None
+    if artifact is not None:
+        raise NotAnImageError("%s: %s is an artifact (%s, manifest %s), not an image; only images can be loaded or saved"
+                              % (where, selector, artifact.artifact_type, artifact.id))

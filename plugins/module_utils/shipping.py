@@ -148,9 +148,10 @@ class ShippingPlan:
         states = [(image, "load") for image in plan.to_load] + [(image, "tag") for image, _p, _m in plan.to_tag]
         bundle_bytes = _bundle_bytes(self.bundle)
         keys = {entry["id"]: entry.get("key") for entry in self.bundle["images"]}
+        to_change = [{"id": image.id, "repo_tags": image.repo_tags, "key": image.key, "state": state} for image, state in states]
+        present = [{"id": item["id"], "repo_tags": item["repo_tags"], "key": keys.get(item["id"]), "state": "present"} for item in plan.present]
         return {
-            "bundle_images": [{"id": image.id, "repo_tags": image.repo_tags, "key": image.key, "state": state} for image, state in states]
-            + [{"id": item["id"], "repo_tags": item["repo_tags"], "key": keys.get(item["id"]), "state": "present"} for item in plan.skipped],
+            "bundle_images": to_change + present,
             "ship": self.ship,
             "ship_bytes": self.ship_bytes,
             "staged": self.staged,

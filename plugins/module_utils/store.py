@@ -80,9 +80,13 @@ class _ModelStore:
     def find(self, selector):
         return resolve_selector(selector, self._candidates())
 
+    def _artifacts(self):
+        """What a selector may name instead of an image: only layouts hold artifacts beside images."""
+        return ()
+
     @contextlib.contextmanager
     def open_images(self, selectors, workdir=None):  # pylint: disable=unused-argument
-        found = resolve_all(selectors, self.images(), str(self))
+        found = resolve_all(selectors, self.images(), str(self), self._artifacts())
         yield [_only_selected_tags(image, selector) for image, selector in zip(found, selectors)]
 
 
@@ -95,6 +99,9 @@ def _only_selected_tags(image, selector):
 
 
 class OCIStore(_ModelStore, LayoutStore):
+    def _artifacts(self):
+        return self.artifacts()
+
     def held_layers(self):
         return self.layer_ids()
 

@@ -20,7 +20,8 @@ from .digest import HashingWriter, check_digest, drain, sha256_digest
 from .errors import ArchiveError, StoreError
 from .model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
 from .oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
-                         index_annotations, layer_descriptor, manifest_descriptor, merge_images, read_layout_images)
+                         index_annotations, layer_descriptor, manifest_descriptor, merge_images, read_layout,
+                         read_layout_images)
 from .safetar import DirSource
 
 COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD}
@@ -59,6 +60,10 @@ class LayoutStore:
 
     def images(self, platform=None):
         return read_layout_images(self.source, platform) if self._exists() else []
+
+    def artifacts(self):
+        """What the layout holds beside images (SBOMs, signatures, charts: other tools put them there)."""
+        return read_layout(self.source)[1] if self._exists() else []
 
     def layer_ids(self):
         """DiffIDs of the layers whose blobs this store holds (uncompressed under their DiffID, or compressed)."""

@@ -206,8 +206,8 @@ class RegistryStore:
             return None
         source = _RegistrySource(self, self._repository(reference), found)
         top = {"mediaType": found[1], "digest": found[2], "size": len(found[0])}
-        descriptor = IndexWalker(source, self.platform).choose(top, str(reference))
-        return image_from_manifest(source, descriptor, [reference] if reference.tag else [], [found[2]])
+        chosen = IndexWalker(source, self.platform).choose_image(top, str(reference))
+        return image_from_manifest(source, chosen.descriptor, [reference] if reference.tag else [], [found[2]], chosen.manifest)
 
     def open_blob(self, repo, digest, size=None):
         return _BlobReader(self, repo, digest, size)

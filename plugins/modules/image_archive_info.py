@@ -153,6 +153,59 @@ images:
       elements: dict
       sample: [{diff_id: "sha256:d4f5...", digest: "sha256:d4f5...", size: 2048, media_type: application/vnd.oci.image.layer.v1.tar,
                 present: true, verified: true, file: "blobs/sha256/d4f5...", file_size: 2048}]
+artifacts:
+  description:
+    - What an OCI layout holds beside images (SBOMs, signatures, attestations, Helm charts), that is manifests whose
+      config is not an image config. They are reported, never loaded; naming one where an image is expected fails.
+    - Empty for docker-archives and separated images.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    kind:
+      description: V(artifact).
+      type: str
+      sample: artifact
+    digest:
+      description: The artifact manifest's digest.
+      type: str
+      sample: sha256:0dc27f36a618e1c8e6a0c8a9bd6f2b6c01e1f0d7d6f4c1b6e36d1d2b2e0a6c11
+    digests:
+      description: Every digest the artifact is reached by (an index naming it, its manifest).
+      type: list
+      elements: str
+      sample: [sha256:0dc27f36a618e1c8e6a0c8a9bd6f2b6c01e1f0d7d6f4c1b6e36d1d2b2e0a6c11]
+    media_type:
+      description: The manifest's media type.
+      type: str
+      sample: application/vnd.oci.image.manifest.v1+json
+    artifact_type:
+      description: The manifest's C(artifactType), when it has one.
+      type: str
+      sample: application/spdx+json
+    config_media_type:
+      description: The media type of the manifest's config.
+      type: str
+      sample: application/vnd.oci.empty.v1+json
+    layer_media_types:
+      description: The media types of its layers (blobs).
+      type: list
+      elements: str
+      sample: [application/spdx+json]
+    ref_names:
+      description: C(org.opencontainers.image.ref.name) annotations naming it in C(index.json).
+      type: list
+      elements: str
+      sample: [sbom]
+    references:
+      description: Full references naming it (from C(io.containerd.image.name) and ref names), when they parse.
+      type: list
+      elements: str
+      sample: [registry.example.com/team/api:sbom]
+    subject:
+      description: The digest of the image it refers to (OCI 1.1 C(subject)), or null.
+      type: str
+      sample: sha256:58ebf4a3c2c583cace6b067f2ed4d43208c0e2a693d95d84c01b6c0a3ef7ee25
 manifest:
   description: For a directory of separated images, the C(manifest) file's name, size and sha256.
   returned: when O(path) is a directory of separated images

@@ -10,7 +10,7 @@ version_added: 0.1.0
 description:
   - Reads the archive's metadata (any flavour C(docker save), skopeo, podman, C(ctr export) or this collection write;
     plain, gzip, zstd, xz or bzip2; or an OCI layout directory) and asks the target which of its images it already has.
-  - Images present with all their tags are skipped; an image present under other tags is only tagged; the rest is
+  - Images present with all their tags are left alone; an image present under other tags is only tagged; the rest is
     streamed into the target. Afterwards every image is looked up again and must be there with all its tags.
   - When the archive holds images that are already present, only the others are sent.
   - A thin archive (one that leaves out layers, see M(airgap.images.image_save)) loads where the target already has
@@ -156,8 +156,10 @@ tagged:
   type: list
   elements: str
   sample: [registry.example.com/team/api:stable]
-skipped:
-  description: Images left alone, with the reason.
+present:
+  description:
+    - Images the target already held with all their tags, left alone, with the reason.
+    - Formerly C(skipped), a result key Ansible reserves (a non-empty one made the task show as skipped).
   returned: success
   type: list
   elements: dict
@@ -171,7 +173,7 @@ msg:
   description: What was done.
   returned: always
   type: str
-  sample: loaded 1 image(s), tagged 0, skipped 1
+  sample: loaded 1 image(s), tagged 0, present 1
 duration_s:
   description: Seconds the task took.
   returned: always
@@ -199,11 +201,12 @@ from ansible_collections.airgap.images.plugins.module_utils.reference import res
 def open_source(params):
     """(images, sender factory) for an archive file, or for an app re-assembled from separated tarballs."""
     if params["bundle"] is not None:
-        yield bundle_images_from(params["bundle"], params["src"]), images_sender
+        yield _selected(params, bundle_images_from(params["bundle"], params["src"])), images_sender
         return
     if params["src"]:
         with open_archive(params["src"], params["platform"]) as archive:
-            yield archive.images, lambda store: archive_sender(store, params["src"], archive.images)
+            selected = archive.select(params["images"]) if params["images"] else archive.images  # names artifacts
+            yield selected, lambda store: archive_sender(store, params["src"], archive.images)
         return
     options = params["separated"]
     manifest = separated.read_manifest(options["dir"])
@@ -214,7 +217,11 @@ def open_source(params):
     if options["verify"]:
         separated.verify_files(files, entry)
     with separated.SeparatedImage(files, key) as image:
-        yield [image.image], images_sender
+        yield _selected(params, [image.image]), images_sender
+
+
+def _selected(params, images):
+    return resolve_all(params["images"], images, "the archive") if params["images"] else images
 
 
 def main():
@@ -242,15 +249,14 @@ def main():
     if requests_needed(params):
         module.fail_json(msg=missing_required_lib("requests"))
     watch = Stopwatch()
-    result = dict(changed=False, loaded=[], tagged=[], skipped=[], bytes_sent=0)
+    result = dict(changed=False, loaded=[], tagged=[], present=[], bytes_sent=0)
     try:
         store = store_from_params(params)
         with open_source(params) as (images, send):
-            images = resolve_all(params["images"], images, "the archive") if params["images"] else images
             plan = LoadPlan() if params["force"] else plan_load(store, images)
             if params["force"]:
                 plan.to_load = list(images)
-            result.update(changed=plan.changed, images=describe_images(images), skipped=plan.skipped)
+            result.update(changed=plan.changed, images=describe_images(images), present=plan.present)
             if module._diff:  # pylint: disable=protected-access
                 result["diff"] = load_diff(images, plan)
             loaded, tagged = apply_load(store, images, plan, send(store), module.check_mode)
@@ -261,7 +267,7 @@ def main():
     except Exception as err:  # pylint: disable=broad-except
         module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc(), duration_s=watch.seconds)
     verb = "would load" if module.check_mode else "loaded"
-    result["msg"] = "%s %d image(s), tagged %d, skipped %d" % (verb, len(result["loaded"]), len(result["tagged"]), len(result["skipped"]))
+    result["msg"] = "%s %d image(s), tagged %d, present %d" % (verb, len(result["loaded"]), len(result["tagged"]), len(result["present"]))
     result["duration_s"] = watch.seconds
     module.exit_json(**result)
 

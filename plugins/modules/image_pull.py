@@ -11,7 +11,7 @@ description:
   - Reads each of O(images) from the registry at O(registry) (the image keeps its repository path there, so
     C(registry.example.com/team/api:1.4.2) is read from C(<registry>/team/api:1.4.2)) and loads it into the engine the
     engine options name, tagged with the name given in O(images).
-  - Idempotent, as M(airgap.images.image_load) - images present with their tags are skipped, an image present under other
+  - Idempotent, as M(airgap.images.image_load) - images present with their tags are left alone, an image present under other
     tags is only tagged, and only the layers the engine does not hold are fetched from the registry.
   - Every layer fetched is checked against its digest; every image is looked up again after the load.
   - Needs no daemon-side registry configuration (no C(insecure-registries), no mirrors), so it also works for containerd
@@ -93,8 +93,10 @@ tagged:
   type: list
   elements: str
   sample: [registry.example.com/team/api:1.4.2]
-skipped:
-  description: Images left alone, with the reason.
+present:
+  description:
+    - Images the target already held with all their tags, left alone, with the reason.
+    - Formerly C(skipped), a result key Ansible reserves (a non-empty one made the task show as skipped).
   returned: success
   type: list
   elements: dict
@@ -108,7 +110,7 @@ msg:
   description: What was done.
   returned: always
   type: str
-  sample: pulled 1 image(s) (73400320 bytes of layers), tagged 0, skipped 1
+  sample: pulled 1 image(s) (73400320 bytes of layers), tagged 0, present 1
 duration_s:
   description: Seconds the task took.
   returned: always
@@ -152,13 +154,13 @@ def main():
     if requests_missing():
         module.fail_json(msg=missing_required_lib("requests"))
     watch = Stopwatch()
-    result = dict(changed=False, loaded=[], tagged=[], skipped=[], bytes_pulled=0)
+    result = dict(changed=False, loaded=[], tagged=[], present=[], bytes_pulled=0)
     try:
         target = store_from_params(params)
         with registry_store(params).open_images(params["images"]) as images:
             plan = plan_load(target, images)
             held = target.held_layers() if plan.to_load else set()
-            result.update(changed=plan.changed, skipped=plan.skipped, bytes_pulled=new_layer_bytes(plan.to_load, held))
+            result.update(changed=plan.changed, present=plan.present, bytes_pulled=new_layer_bytes(plan.to_load, held))
             if module._diff:  # pylint: disable=protected-access
                 result["diff"] = load_diff(images, plan)
             result["loaded"], result["tagged"] = apply_load(target, images, plan, images_sender(target, held), module.check_mode)
@@ -167,8 +169,8 @@ def main():
     except Exception as err:  # pylint: disable=broad-except
         module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc(), duration_s=watch.seconds)
     verb = "would pull" if module.check_mode else "pulled"
-    result["msg"] = "%s %d image(s) (%d bytes of layers), tagged %d, skipped %d" % (
-        verb, len(result["loaded"]), result["bytes_pulled"], len(result["tagged"]), len(result["skipped"]))
+    result["msg"] = "%s %d image(s) (%d bytes of layers), tagged %d, present %d" % (
+        verb, len(result["loaded"]), result["bytes_pulled"], len(result["tagged"]), len(result["present"]))
     result["duration_s"] = watch.seconds
     module.exit_json(**result)
 

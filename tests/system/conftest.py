@@ -41,12 +41,38 @@ import signal
 import pytest
 
 from ansible_collections.airgap.images.tests.system.engines import Engines, build_test_images
+from ansible_collections.airgap.images.tests.system.matrix import MatrixTable, register_markers
 from ansible_collections.airgap.images.tests.system.playbooks import Playbook, build_and_install
 
 ENGINE_FIXTURES = frozenset((
     "engines", "dockerd", "dockerd_factory", "containerd", "containerd_factory", "podman", "podman_factory",
     "registry", "registry_factory", "skopeo", "docker_images", "docker_images_archive",
 ))
+
+
+MATRIX_TABLE = MatrixTable()
+MATRIX_TABLE_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                 ".build", "engine-matrix.md")
+
+
+def pytest_configure(config):
+    """One marker per engine generation (``-m docker28``, ``-m podman58``, ...)."""
+    register_markers(config)
+
+
+def pytest_runtest_logreport(report):
+    MATRIX_TABLE.record(report)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The engine generation x behaviour table of this run (also written to .build/engine-matrix.md)."""
+    table = MATRIX_TABLE.render()
+    if table:
+        terminalreporter.write_sep("-", "engine matrix (tests/system/test_matrix.py)")
+        terminalreporter.write(table)
+        os.makedirs(os.path.dirname(MATRIX_TABLE_PATH), exist_ok=True)
+        with open(MATRIX_TABLE_PATH, "w", encoding="utf-8") as out:
+            out.write(table)
 
 
 def pytest_collection_modifyitems(items):

@@ -46,6 +46,12 @@ SKOPEO = "/usr/bin/skopeo"
 REGISTRY = "/usr/bin/docker-registry"
 OPENSSL = "/usr/bin/openssl"
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CURRENT_DIR = os.environ.get("AIRGAP_CURRENT_DIR") or os.path.join(ROOT, ".build", "current")
+CURRENT_BINS = os.path.join(CURRENT_DIR, "bins", "root")
+CURRENT_CHROOT = os.path.join(CURRENT_DIR, "chroot")
+CURRENT_SETUP = "tests/system/current_engines.sh (make current-engines)"
+
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 COMMAND_TIMEOUT = 300.0
@@ -103,11 +109,122 @@ def docker_cli(host, *args, **kwargs):
     other kwargs as :func:`run_command`.
     """
     config_dir = kwargs.pop("config_dir")
+    program = kwargs.pop("program", DOCKER_CLI)
     if "env" not in kwargs:
         env = _client_env()
         env.update(DOCKER_CONFIG=config_dir, DOCKER_BUILDKIT="0")
         kwargs["env"] = env
-    return run_command([DOCKER_CLI, "-H", host] + list(args), **kwargs)
+    return run_command([program, "-H", host] + list(args), **kwargs)
+
+
+# ---- engine generations ----------------------------------------------------------------------------------
+# "system" is the machine's own Debian packages (Debian 12: Docker 20.10, containerd 1.6, podman 4.3, skopeo
+# 1.9; Debian 13: Docker 26.1, containerd 1.7, podman 5.4); "current" is Debian unstable's, unpacked or in a
+# chroot by tests/system/current_engines.sh.  A generation is named after its kind and version (docker20,
+# docker28, docker28-containerd-store, containerd16, containerd21, podman43, podman58), and one that cannot
+# run here says why.
+
+
+class Generation:
+    """One engine generation: ``kind`` (docker, containerd, podman), ``source`` (system or current), ``store``
+    (for docker: classic or containerd); ``name`` like ``docker28-containerd-store``; ``version`` as the engine
+    prints it; ``missing`` is None when it can run here, otherwise why not."""
+
+    def __init__(self, kind, source, store=None):
+        self.kind = kind
+        self.source = source
+        self.store = store
+        self.version, self.missing = self._probe()
+        parts = (self.version or "").split(".")
+        digits = (parts[0] if kind == "docker" else "".join(parts[:2])) if self.version else source
+        self.name = "%s%s%s" % (kind, digits, "-containerd-store" if store == "containerd" else "")
+
+    def __repr__(self):
+        return "Generation(%s %s)" % (self.name, self.version or self.missing)
+
+    def binary(self, name):
+        """Path of one of this generation's programs (outside a chroot)."""
+        if self.source == "system":
+            return {"docker": DOCKER_CLI, "dockerd": DOCKERD, "containerd": CONTAINERD, "ctr": CTR,
+                    "podman": PODMAN, "skopeo": SKOPEO}[name]
+        sub = "sbin" if name == "dockerd" else "bin"
+        return os.path.join(CURRENT_BINS, "usr", sub, name)
+
+    def path_env(self):
+        """PATH for this generation's programs first (dockerd finds containerd's shims and docker-init there)."""
+        extra = []
+        if self.source == "current":
+            extra = [os.path.join(CURRENT_BINS, "usr", "bin"), os.path.join(CURRENT_BINS, "usr", "sbin")]
+        return ":".join(extra + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+
+    def _probe(self):
+        program = {"docker": "dockerd", "containerd": "containerd", "podman": "podman"}[self.kind]
+        if self.kind == "podman" and self.source == "current":
+            if not os.path.exists(os.path.join(CURRENT_CHROOT, "usr", "bin", "podman")):
+                return None, "podman from Debian unstable is not set up: run %s" % CURRENT_SETUP
+            command = chroot_command(["podman", "--version"])
+        else:
+            path = self.binary(program)
+            if not os.path.exists(path):
+                hint = CURRENT_SETUP if self.source == "current" else "make deps"
+                return None, "%s is not installed: run %s" % (path, hint)
+            command = [path, "--version"]
+        try:
+            out = run_command(command, timeout=60).stdout
+        except (EngineError, OSError, subprocess.TimeoutExpired) as exc:
+            return None, "%s does not run here: %s" % (" ".join(command[:1]), str(exc)[:300])
+        return _version_in(out), None
+
+
+def _version_in(text):
+    """The first dotted version number in ``text`` ("Docker version 28.5.2+dfsg4, build …" -> "28.5.2")."""
+    import re  # pylint: disable=import-outside-toplevel
+
+    found = re.search(r"(\d+\.\d+(?:\.\d+)?)", text)
+    return found.group(1) if found else "unknown"
+
+
+_GENERATIONS = None
+_GENERATIONS_LOCK = threading.Lock()
+
+
+def generations(kind=None):
+    """Every engine generation of the matrix (probed once per process), or those of one ``kind``."""
+    global _GENERATIONS  # pylint: disable=global-statement
+    with _GENERATIONS_LOCK:
+        if _GENERATIONS is None:
+            _GENERATIONS = [
+                Generation("docker", "system"), Generation("docker", "current"),
+                Generation("docker", "current", store="containerd"),
+                Generation("containerd", "system"), Generation("containerd", "current"),
+                Generation("podman", "system"), Generation("podman", "current"),
+            ]
+    return [g for g in _GENERATIONS if kind is None or g.kind == kind]
+
+
+def find_generation(name_or_kind, source="system"):
+    """The generation named ``name_or_kind`` (``docker28``), or the ``source`` one of a kind (``docker``)."""
+    for gen in generations():
+        if gen.name == name_or_kind or (gen.kind == name_or_kind and gen.source == source and gen.store is None):
+            return gen
+    raise EngineError("no engine generation %r among %s" % (name_or_kind, [g.name for g in generations()]))
+
+
+def chroot_command(args, binds=()):
+    """``args`` run inside Debian unstable's chroot, in a private mount namespace (the mounts vanish with it).
+
+    /proc, /dev, /sys and the host's /tmp are mounted in it, and each path in ``binds`` at the same path, so
+    engine directories, sockets and archives under them are shared with the host."""
+    script = (
+        'set -e; r=$1; shift; n=$1; shift; '
+        'mount -t proc proc "$r/proc"; mount --rbind /dev "$r/dev"; mount --rbind /sys "$r/sys"; '
+        'mount --rbind /tmp "$r/tmp"; '
+        'while [ "$n" -gt 0 ]; do mkdir -p "$r$1"; mount --bind "$1" "$r$1"; shift; n=$((n-1)); done; '
+        'exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/var/tmp LC_ALL=C.UTF-8 '
+        'PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$@"')
+    binds = [os.path.realpath(b) for b in binds]
+    return (["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script, "chroot", CURRENT_CHROOT,
+             str(len(binds))] + binds + [str(a) for a in args])
 
 
 def free_port():
@@ -305,8 +422,10 @@ class Dockerd(Daemon):
 
     name = "dockerd"
 
-    def __init__(self, directory, tls=None):
+    def __init__(self, directory, tls=None, generation=None):
         super().__init__(directory)
+        self.generation = generation or find_generation("docker")
+        self.containerd = None  # the external containerd a current dockerd runs on
         self.tls = tls
         self.tcp_host = None
         self.client_cert_path = None
@@ -321,20 +440,33 @@ class Dockerd(Daemon):
     def start(self, timeout=START_TIMEOUT):
         """Start dockerd and wait until ``/_ping`` answers."""
         os.makedirs(self.config_dir, exist_ok=True)
-        with open(self.config_file, "w", encoding="utf-8") as handle:
-            handle.write("{}\n")  # ignore /etc/docker/daemon.json
-        self._spawn([
-            DOCKERD,
-            "--config-file", self.config_file,
-            "--storage-driver", "vfs",
-            "--iptables=false", "--ip6tables=false", "--bridge=none",
-            "--data-root", self.data_root,
-            "--exec-root", self.exec_root,
-            "--pidfile", self.pidfile,
-            "-H", self.host,
-        ] + self._tls_args(), env=_daemon_env())
-        _wait_until(self.ping, timeout, "dockerd in %s" % self.dir, self.proc, self.log_path)
+        gen = self.generation
+        if gen.missing:
+            raise EngineError("%s cannot run here: %s" % (gen.name, gen.missing))
+        # The file also keeps /etc/docker/daemon.json out.  Docker 29's default store is the containerd image store.
+        settings = {"storage-driver": "vfs"}
+        if gen.store == "containerd":
+            settings = {"features": {"containerd-snapshotter": True}, "storage-driver": "native"}
+        _write(self.config_file, json.dumps(settings) + "\n")
+        args = [gen.binary("dockerd"), "--config-file", self.config_file,
+                "--iptables=false", "--ip6tables=false", "--bridge=none",
+                "--data-root", self.data_root, "--exec-root", self.exec_root, "--pidfile", self.pidfile, "-H", self.host]
+        if gen.source == "current":  # dockerd 28 does not start a containerd of its own
+            if self.containerd is None or self.containerd.pid is None:
+                self.containerd = Containerd(os.path.join(self.dir, "c"), generation=find_generation("containerd", "current"))
+                self.containerd.start()
+            args += ["--containerd", self.containerd.address]
+        env = _daemon_env()
+        env["PATH"] = gen.path_env()
+        self._spawn(args + self._tls_args(), env=env)
+        _wait_until(self.ping, timeout, "%s in %s" % (gen.name, self.dir), self.proc, self.log_path)
         return self
+
+    def stop(self):
+        """Stop dockerd, then the external containerd it ran on (if any)."""
+        Daemon.stop(self)
+        if self.containerd is not None:
+            self.containerd.stop()
 
     def _tls_args(self):
         if self.tls is None:
@@ -347,7 +479,10 @@ class Dockerd(Daemon):
     def restart(self):
         """Start dockerd again after :meth:`kill`. Its own containerd is stopped first and its pid file removed, as
         under systemd, which reaps it: here the orphan may stay a zombie that dockerd takes for a live containerd."""
-        kill_processes_under(self.dir)
+        if self.containerd is not None and self.containerd.pid is None:
+            self.containerd = None  # killed with the rest: start() makes a new one on the same directory
+        elif self.containerd is None:
+            kill_processes_under(self.dir)
         pidfile = os.path.join(self.exec_root, "containerd", "containerd.pid")
         if os.path.exists(pidfile):
             os.unlink(pidfile)
@@ -367,6 +502,7 @@ class Dockerd(Daemon):
     def cli(self, *args, **kwargs):
         """Run Debian's docker CLI against this daemon: ``cli("images", "-q")``; kwargs as :func:`run_command`."""
         kwargs.setdefault("config_dir", self.config_dir)
+        kwargs.setdefault("program", self.generation.binary("docker"))
         return docker_cli(self.host, *args, **kwargs)
 
     def inspect(self, *names):
@@ -383,8 +519,9 @@ class Containerd(Daemon):
 
     name = "containerd"
 
-    def __init__(self, directory, namespace="k8s.io"):
+    def __init__(self, directory, namespace="k8s.io", generation=None):
         super().__init__(directory)
+        self.generation = generation or find_generation("containerd")
         self.address = os.path.join(self.dir, "containerd.sock")
         self.root = os.path.join(self.dir, "root")
         self.state = os.path.join(self.dir, "state")
@@ -392,19 +529,17 @@ class Containerd(Daemon):
         self.namespace = namespace
 
     def config(self):
-        """The config file's text."""
+        """The config file's text (version 2 for containerd 1.x, version 3 for 2.x)."""
+        v2 = not self.generation.version.startswith("1.")
+        disabled = ["io.containerd.grpc.v1.cri"]
+        disabled += ["io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"] if v2 else []
+        disabled += ["io.containerd.snapshotter.v1.%s" % name for name in ("aufs", "btrfs", "devmapper", "zfs")]
         return "\n".join([
-            "version = 2",
+            "version = %d" % (3 if v2 else 2),
             'root = "%s"' % self.root,
             'state = "%s"' % self.state,
             "oom_score = 0",
-            "disabled_plugins = [%s]" % ", ".join('"%s"' % p for p in (
-                "io.containerd.grpc.v1.cri",
-                "io.containerd.snapshotter.v1.aufs",
-                "io.containerd.snapshotter.v1.btrfs",
-                "io.containerd.snapshotter.v1.devmapper",
-                "io.containerd.snapshotter.v1.zfs",
-            )),
+            "disabled_plugins = [%s]" % ", ".join('"%s"' % p for p in disabled),
             "[grpc]",
             '  address = "%s"' % self.address,
             "[ttrpc]",
@@ -422,19 +557,28 @@ class Containerd(Daemon):
         """Start containerd and wait until ``ctr version`` reaches it."""
         with open(self.config_path, "w", encoding="utf-8") as handle:
             handle.write(self.config())
-        self._spawn([CONTAINERD, "--config", self.config_path, "--log-level", "warn"], env=_daemon_env())
-        _wait_until(self._ready, timeout, "containerd in %s" % self.dir, self.proc, self.log_path)
+        if self.generation.missing:
+            raise EngineError("%s cannot run here: %s" % (self.generation.name, self.generation.missing))
+        env = _daemon_env()
+        env["PATH"] = self.generation.path_env()
+        self._spawn([self.generation.binary("containerd"), "--config", self.config_path, "--log-level", "warn"], env=env)
+        _wait_until(self._ready, timeout, "%s in %s" % (self.generation.name, self.dir), self.proc, self.log_path)
         return self
+
+    @property
+    def ctr_path(self):
+        """The ``ctr`` of this containerd's generation."""
+        return self.generation.binary("ctr")
 
     def _ready(self):
         return os.path.exists(self.address) and run_command(
-            [CTR, "--address", self.address, "--timeout", "5s", "version"], check=False, timeout=10).returncode == 0
+            [self.ctr_path, "--address", self.address, "--timeout", "5s", "version"], check=False, timeout=10).returncode == 0
 
     def ctr(self, *args, **kwargs):
         """Run ``ctr --address … -n <namespace> ARGS``; ``namespace=`` overrides the default ``k8s.io``."""
         namespace = kwargs.pop("namespace", self.namespace)
         kwargs.setdefault("env", _client_env())
-        return run_command([CTR, "--address", self.address, "-n", namespace] + list(args), **kwargs)
+        return run_command([self.ctr_path, "--address", self.address, "-n", namespace] + list(args), **kwargs)
 
     def image_refs(self, namespace=None):
         """Set of image names in ``namespace`` (default: the helper's)."""
@@ -448,8 +592,11 @@ class Podman:
     on a private unix socket (the Docker-compatible API) once, and returns the socket path.
     """
 
-    def __init__(self, directory):
+    def __init__(self, directory, generation=None):
         self.dir = directory
+        self.generation = generation or find_generation("podman")
+        if self.generation.missing:
+            raise EngineError("%s cannot run here: %s" % (self.generation.name, self.generation.missing))
         self.root = os.path.join(self.dir, "root")
         self.runroot = os.path.join(self.dir, "runroot")
         self.tmpdir = os.path.join(self.dir, "tmp")
@@ -485,7 +632,7 @@ class Podman:
     def global_args(self):
         """The options every podman command here gets."""
         return [
-            PODMAN,
+            "podman" if self.in_chroot else PODMAN,
             "--storage-driver", "vfs",
             "--root", self.root,
             "--runroot", self.runroot,
@@ -506,10 +653,23 @@ class Podman:
         )
         return env
 
+    @property
+    def in_chroot(self):
+        """Whether this podman runs in Debian unstable's chroot (podman 5 needs a newer glibc than Debian 12's)."""
+        return self.generation.source == "current"
+
+    def command(self, args):
+        """The command line that runs podman ``args`` with this podman's settings (through the chroot if need be)."""
+        full = self.global_args() + list(args)
+        if not self.in_chroot:
+            return full
+        settings = ["%s=%s" % item for item in sorted(self.env().items()) if item[0].startswith(("CONTAINERS_", "REGISTRY_"))]
+        return chroot_command(["/usr/bin/env"] + settings + full)
+
     def cli(self, *args, **kwargs):
         """Run ``podman <private options> ARGS``; kwargs as :func:`run_command`."""
         kwargs.setdefault("env", self.env())
-        return run_command(self.global_args() + list(args), **kwargs)
+        return run_command(self.command(args), **kwargs)
 
     def docker_cli(self, *args, **kwargs):
         """Run Debian's docker CLI against this podman's API service (started if needed)."""
@@ -525,7 +685,7 @@ class Podman:
         with self._lock:
             if self._service is None:
                 daemon = _PodmanService(os.path.join(self.dir, "service"))
-                daemon.start(self.global_args() + ["system", "service", "--time", "0", "unix://" + self.socket],
+                daemon.start(self.command(["system", "service", "--time", "0", "unix://" + self.socket]),
                              self.env(), self.socket, timeout)
                 self._service = daemon
         return self.socket
@@ -955,19 +1115,27 @@ class Engines:
             self._started.append(engine)
         return engine
 
-    def dockerd(self, tls=False):
-        """Start and return a new, empty :class:`Dockerd` (also on TCP with mutual TLS when ``tls``)."""
-        daemon = self._track(Dockerd(self._subdir("d"), self.ca() if tls else None))
+    def dockerd(self, tls=False, generation=None):
+        """Start and return a new, empty :class:`Dockerd` (also on TCP with mutual TLS when ``tls``) of
+        ``generation`` (a :class:`Generation` or its name; default: the system's)."""
+        gen = _as_generation(generation, "docker")
+        daemon = self._track(Dockerd(self._subdir("d"), self.ca() if tls else None, generation=gen))
         return daemon.start()
 
-    def containerd(self, namespace="k8s.io"):
-        """Start and return a new, empty :class:`Containerd`."""
-        daemon = self._track(Containerd(self._subdir("c"), namespace=namespace))
+    def containerd(self, namespace="k8s.io", generation=None):
+        """Start and return a new, empty :class:`Containerd` of ``generation``."""
+        gen = _as_generation(generation, "containerd")
+        daemon = self._track(Containerd(self._subdir("c"), namespace=namespace, generation=gen))
         return daemon.start()
 
-    def podman(self):
-        """A new :class:`Podman` with empty storage."""
-        return self._track(Podman(self._subdir("p")))
+    def podman(self, generation=None):
+        """A new :class:`Podman` with empty storage, of ``generation``."""
+        return self._track(Podman(self._subdir("p"), generation=_as_generation(generation, "podman")))
+
+    def engine(self, generation):
+        """A new, empty engine of ``generation``, whatever its kind."""
+        gen = _as_generation(generation, None)
+        return {"docker": self.dockerd, "containerd": self.containerd, "podman": self.podman}[gen.kind](generation=gen)
 
     def skopeo(self):
         """A new :class:`Skopeo` helper."""
@@ -1011,6 +1179,12 @@ class Engines:
             shutil.rmtree(self.dir, ignore_errors=True)
         if errors:
             raise EngineError("stopping engines: " + "; ".join(errors))
+
+
+def _as_generation(value, kind):
+    if isinstance(value, Generation):
+        return value
+    return find_generation(value or kind)
 
 
 OWNER_FILE = "owner"

@@ -6,6 +6,7 @@
 import hashlib
 import json
 import os
+import re
 import ssl
 import tarfile
 import urllib.error
@@ -15,11 +16,14 @@ import pytest
 
 from ansible_collections.airgap.images.tests.system.engines import (
     DOCKER_CLI,
+    build_test_images,
     EngineCommandError,
     TEST_IMAGES,
+    find_generation,
     mounts_under,
     seeded_bytes,
 )
+from ansible_collections.airgap.images.tests.system.matrix import generation_params
 
 pytestmark = pytest.mark.engines
 
@@ -27,14 +31,47 @@ BASE, LIB, APP_A, APP_B = "airgap-test/base:1", "airgap-test/lib:1", "airgap-tes
 MIB = 1024 * 1024
 
 
-def test_dockerd_is_debian_20_10_on_vfs_and_private(dockerd):
+def test_dockerd_is_debians_own_on_vfs_and_private(dockerd):
     info = json.loads(dockerd.cli("info", "--format", "{{json .}}").stdout)
-    assert info["ServerVersion"].startswith("20.10.")
+    version = find_generation("docker").version  # 20.10 on Debian 12, 26.1 on Debian 13
+    assert info["ServerVersion"].startswith(version)
     assert info["Driver"] == "vfs"
     assert info["DockerRootDir"] == dockerd.data_root
     assert DOCKER_CLI == "/usr/bin/docker"
-    assert dockerd.cli("version", "--format", "{{.Client.Version}}").stdout.startswith("20.10.")
+    assert dockerd.cli("version", "--format", "{{.Client.Version}}").stdout.startswith(version.rsplit(".", 1)[0])
     assert dockerd.ping()
+
+
+def saved_config_digest(engine, name, path):
+    """sha256 of the config file ``docker save`` writes for ``name``."""
+    engine.cli("save", "-o", path, name)
+    with tarfile.open(path) as archive:
+        config = json.load(archive.extractfile("manifest.json"))[0]["Config"]
+        return "sha256:" + hashlib.sha256(archive.extractfile(config).read()).hexdigest()
+
+
+@pytest.mark.parametrize("generation", generation_params())
+def test_every_generation_starts_private_and_reports_its_version(engines, generation, tmp_path):
+    if generation.missing:
+        pytest.skip("%s cannot run here: %s" % (generation.name, generation.missing))
+    engine = engines.engine(generation)
+    assert engine.dir.startswith(engines.dir + "/")
+    if generation.kind == "docker":
+        info = json.loads(engine.cli("info", "--format", "{{json .}}").stdout)
+        assert info["ServerVersion"].startswith(generation.version) and info["DockerRootDir"] == engine.data_root
+        built = build_test_images(engine, str(tmp_path), {BASE: TEST_IMAGES[BASE]})[BASE]
+        if generation.store == "containerd":  # Docker 29's default store: the image ID is the manifest digest
+            status, dummy, body = engine.api("GET", "/v1.48/images/%s/json?manifests=1" % BASE)
+            assert status == 200 and json.loads(body)["Descriptor"]["digest"] == built.id
+        else:  # the classic store: the image ID is the config digest
+            assert info["Driver"] == "vfs" and built.id == saved_config_digest(engine, BASE, str(tmp_path / "save.tar"))
+    elif generation.kind == "containerd":
+        version = engine.ctr("version").stdout
+        assert len(re.findall(r"^  Version:\s+v?%s" % re.escape(generation.version), version, re.M)) == 2, version
+        assert engine.ctr("images", "ls").stdout.startswith("REF")
+    else:
+        info = json.loads(engine.cli("info", "--format", "json").stdout)
+        assert info["version"]["Version"] == generation.version and info["store"]["graphRoot"] == engine.root
 
 
 def test_docker_images_are_built_as_a_layer_tree(dockerd, docker_images):
@@ -115,7 +152,7 @@ def test_dockerd_factory_stops_what_it_started(dockerd_factory, engines):
 
 def test_containerd_answers(containerd):
     version = containerd.ctr("version").stdout
-    assert "Server:" in version and "1.6." in version
+    assert "Server:" in version and find_generation("containerd").version in version
     assert containerd.namespace == "k8s.io"
     assert containerd.ctr("images", "ls").stdout.startswith("REF")
 
@@ -135,7 +172,7 @@ def test_containerd_imports_a_docker_archive(containerd_factory, docker_images, 
 
 def test_podman_answers(podman):
     info = json.loads(podman.cli("info", "--format", "json").stdout)
-    assert info["version"]["Version"].startswith("4.3")
+    assert info["version"]["Version"] == find_generation("podman").version
     assert info["store"]["graphDriverName"] == "vfs"
     assert info["store"]["graphRoot"] == podman.root
 
@@ -159,7 +196,7 @@ def test_podman_service_speaks_the_docker_api(podman):
     status, dummy, body = unix_http(sock, "GET", "/v1.40/images/json")
     assert status == 200 and isinstance(json.loads(body), list)
     # Debian's docker CLI talks to it too.
-    assert podman.docker_cli("version", "--format", "{{.Server.Version}}").stdout.strip().startswith("4.3")
+    assert podman.docker_cli("version", "--format", "{{.Server.Version}}").stdout.strip() == find_generation("podman").version
 
 
 def test_registry_answers_v2(registry):

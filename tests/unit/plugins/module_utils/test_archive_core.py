@@ -370,3 +370,45 @@ def test_docker25_style_layer_sources_and_orphan_blobs(tmp_path):
         assert image.id == image_a.id
         assert [layer.size for layer in image.layers] == [sizes[d] for d in image_a.diff_ids]
         assert [read_all(layer) for layer in image.layers] == [read_all(layer) for layer in image_a.layers]
+
+
+def docker25_untagged(tmp_path, index):
+    """Our archive of an untagged image, rewritten as Docker 25 saves one: RepoTags null, and ``index`` as index.json."""
+    from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import tar_bytes
+    image = sample_images()[0].with_references([])
+    ours = str(tmp_path / "ours.tar")
+    save_archive([image], ours)
+    with tarfile.open(ours) as tar:
+        entries = [(m.name, m.type, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+    rewritten = []
+    for name, kind, data in entries:
+        if name == "manifest.json":
+            item = json.loads(data)[0]
+            item["RepoTags"] = None
+            data = json.dumps([item]).encode()
+        elif name == "index.json":
+            data = json.dumps(index).encode()
+        rewritten.append((name, kind, data))
+    path = str(tmp_path / "docker25-untagged.tar")
+    open(path, "wb").write(tar_bytes(rewritten))
+    return path, image
+
+
+def test_docker25_untagged_save_with_null_index_manifests(tmp_path):
+    """Docker 25 writes a Go nil slice, "manifests": null, when no image is tagged (issue 11)."""
+    path, image = docker25_untagged(tmp_path, {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                               "manifests": None})
+    with open_archive(path) as archive:
+        assert archive.format == "docker-archive+oci"
+        (read,) = archive.images
+        assert read.id == image.id and read.repo_tags == [] and read.digests == []
+        assert [read_all(layer) for layer in read.layers] == [read_all(layer) for layer in image.layers]
+
+
+@pytest.mark.parametrize("index", [{"schemaVersion": 2}, {"schemaVersion": 2, "manifests": "none"},
+                                   {"schemaVersion": 2, "manifests": {}}])
+def test_index_without_a_manifests_list_is_still_refused(tmp_path, index):
+    path, _image = docker25_untagged(tmp_path, index)
+    with pytest.raises(ArchiveError) as err:
+        open_archive(path)
+    assert "index.json: not an image index (no 'manifests' list)" in str(err.value)

@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) airgap.images contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the modules promise, on every engine generation of the matrix (tests/system/engines.py: generations()).
+
+Each test runs once per generation (docker20, docker28, docker28-containerd-store, containerd16, containerd21,
+podman43, podman58 on Debian 12; select one with ``-m docker28`` and so on).  A generation that cannot run on this
+machine is skipped with the reason.  The behaviours: save and an unchanged re-save, load and an unchanged re-load,
+check mode, tag-only repair, a thin load, and the rollout role converging with a re-run that changes nothing;
+each checks the status word ``ansible-playbook`` prints and that Ansible printed no warning.
+
+Where a generation does not keep a promise yet because our archives do not keep the source's manifest digests
+(the image-identity issue), the test is an ``xfail`` that names it (strict: it fails once the promise holds).
+"""
+
+import os
+
+import pytest
+
+from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.tests.system.engines import build_test_images
+from ansible_collections.airgap.images.tests.system.matrix import generation_params
+from ansible_collections.airgap.images.tests.system.playbooks import recap, task_status, warning_lines
+from ansible_collections.airgap.images.tests.system.test_rollout import BASE, LIB, Fleet
+
+APP_A, APP_B = "airgap-test/app-a:1", "airgap-test/app-b:1"
+APPS = [APP_A, APP_B]
+IDENTITY = "image identity: our archives do not keep the source's manifests, so Docker's containerd store " \
+           "sees other images (the issue 'Keep every image's identity end to end')"
+
+
+class Target:
+    """One engine of a generation, seen through its own CLI, and the module options that reach it."""
+
+    def __init__(self, generation, engine):
+        self.generation = generation
+        self.kind = generation.kind
+        self.engine = engine
+
+    def options(self):
+        if self.kind == "docker":
+            return {"engine": "docker", "engine_host": self.engine.host}
+        if self.kind == "containerd":
+            return {"engine": "containerd", "engine_host": self.engine.address}
+        return {"engine": "podman", "engine_host": "unix://" + self.engine.service()}
+
+    def environment(self):
+        """The task environment: this generation's ``ctr`` first on PATH."""
+        return {"PATH": self.generation.path_env()}
+
+    def tags(self):
+        """{tag: ID} as the engine's CLI lists them (containerd: the target digest; names without docker.io/)."""
+        if self.kind == "containerd":
+            lines = self.engine.ctr("images", "ls").stdout.splitlines()[1:]
+            return {short(line.split()[0]): line.split()[2] for line in lines if line.strip()}
+        cli = self.engine.cli
+        lines = cli("images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout.split()
+        return {short(tag): image_id for tag, image_id in zip(lines[::2], lines[1::2]) if "<none>" not in tag}
+
+    def load(self, archive):
+        if self.kind == "containerd":
+            self.engine.ctr("images", "import", "--all-platforms", archive)
+        else:
+            self.engine.cli("load", "-i", archive)
+
+    def move_tag(self, old, new):
+        """Tag ``old``'s image as ``new`` and drop the ``old`` tag (the image stays, under ``new``)."""
+        if self.kind == "containerd":
+            self.engine.ctr("images", "tag", qualified(old), qualified(new))
+            self.engine.ctr("images", "rm", qualified(old))
+        elif self.kind == "podman":
+            self.engine.cli("tag", qualified(old), qualified(new))
+            self.engine.cli("untag", qualified(old), qualified(old))
+        else:
+            self.engine.cli("tag", old, new)
+            self.engine.cli("rmi", old)
+
+
+def short(name):
+    for prefix in ("docker.io/library/", "docker.io/", "localhost/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def qualified(name):
+    return "docker.io/" + name
+
+
+def run_task(playbook, name, module, args, target, check=False):
+    """Run one named task; return (result, the status word Ansible printed); fails on any Ansible warning."""
+    task = {"name": name, module: args, "environment": target.environment()}
+    done = playbook.play([task], check=check)
+    assert warning_lines(done.stdout) + warning_lines(done.stderr) == [], done.stdout[-3000:]
+    assert recap(done.stdout)["skipped"] == 0, done.stdout[-2000:]  # no result key made Ansible think so
+    return done.results[0], task_status(done.stdout, name)
+
+
+@pytest.fixture(scope="module", params=generation_params())
+def generation(request):
+    gen = request.param
+    if gen.missing:
+        pytest.skip("%s cannot run here: %s" % (gen.name, gen.missing))
+    return gen
+
+
+@pytest.fixture(scope="module")
+def bundle(dockerd, docker_images, tmp_path_factory):
+    """Our archive of the four test images (from the session's system dockerd), a lib-only archive and a thin
+    archive of app-a without the lib's layers."""
+    work = tmp_path_factory.mktemp("matrix-bundle")
+    paths = {name: str(work / ("%s.tar" % name)) for name in ("all", "lib", "thin")}
+    source = open_store("docker", dockerd.host)
+    with source.open_images([BASE, LIB] + APPS, str(work)) as images:
+        save_archive(images, paths["all"])
+        save_archive([images[1]], paths["lib"])
+        save_archive([images[2]], paths["thin"], omit_layers=images[1].diff_ids)
+    with open_archive(paths["thin"]) as archive:
+        assert [layer.available for layer in archive.images[0].layers] == [False, False, True]
+    return paths
+
+
+def fresh(engines, generation):
+    return Target(generation, engines.engine(generation))
+
+
+def test_save_then_unchanged_resave(playbook, engines, generation, bundle, docker_images, tmp_path, request):
+    if generation.store == "containerd":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=IDENTITY))
+    source = fresh(engines, generation)
+    expected = {name: docker_images[name].diff_ids for name in APPS}
+    if generation.kind == "docker":  # built there, as users' images are (Docker 28's containerd store: gzip layers)
+        built = build_test_images(source.engine, str(tmp_path / "build"))
+        expected = {name: built[name].diff_ids for name in APPS}  # each Docker version writes COPY layers its own way
+    else:
+        source.load(bundle["all"])
+    dest = str(tmp_path / "apps.tar")
+    args = dict(images=APPS, dest=dest, **source.options())
+    predicted, word = run_task(playbook, "save (check)", "airgap.images.image_save", args, source, check=True)
+    assert word == "changed" and predicted["changed"] and not os.path.exists(dest)
+    saved, word = run_task(playbook, "save", "airgap.images.image_save", args, source)
+    assert word == "changed" and saved["changed"]
+    with open_archive(dest) as archive:
+        assert sorted(tag for image in archive.images for tag in image.repo_tags) == sorted(APPS)
+        assert {image.repo_tags[0]: image.diff_ids for image in archive.images} == expected
+    mtime = os.stat(dest).st_mtime_ns
+    again, word = run_task(playbook, "save again", "airgap.images.image_save", args, source)
+    assert word == "ok" and not again["changed"], again["msg"]
+    assert os.stat(dest).st_mtime_ns == mtime
+
+
+def test_load_check_mode_then_unchanged_reload(playbook, engines, generation, bundle, docker_images):
+    target = fresh(engines, generation)
+    args = dict(src=bundle["all"], **target.options())
+    predicted, word = run_task(playbook, "load (check)", "airgap.images.image_load", args, target, check=True)
+    assert word == "changed" and len(predicted["loaded"]) == 4 and target.tags() == {}
+    loaded, word = run_task(playbook, "load", "airgap.images.image_load", args, target)
+    assert word == "changed" and len(loaded["loaded"]) == 4
+    held = target.tags()
+    assert set(held) == {BASE, LIB} | set(APPS), held
+    if generation.kind == "docker" and generation.store is None:
+        assert all(held[name] == docker_images[name].id for name in held)  # classic Docker: ID = config digest
+    again, word = run_task(playbook, "load again", "airgap.images.image_load", args, target)
+    assert word == "ok" and not again["changed"] and again["loaded"] == [] and len(again["present"]) == 4
+    assert target.tags() == held
+
+
+def test_tag_only_repair(playbook, engines, generation, bundle):
+    target = fresh(engines, generation)
+    target.load(bundle["all"])
+    target.move_tag(APP_A, "airgap-test/app-a:moved")
+    assert APP_A not in target.tags()
+    args = dict(src=bundle["all"], **target.options())
+    repaired, word = run_task(playbook, "repair tags", "airgap.images.image_load", args, target)
+    assert word == "changed" and repaired["loaded"] == [] and repaired["tagged"] == [APP_A], repaired["msg"]
+    held = target.tags()
+    assert held[APP_A] == held["airgap-test/app-a:moved"]
+    again, word = run_task(playbook, "repair again", "airgap.images.image_load", args, target)
+    assert word == "ok" and not again["changed"]
+
+
+def test_thin_load_completes_from_held_layers(playbook, engines, generation, bundle, docker_images):
+    target = fresh(engines, generation)
+    target.load(bundle["lib"])
+    args = dict(src=bundle["thin"], **target.options())
+    loaded, word = run_task(playbook, "thin load", "airgap.images.image_load", args, target)
+    assert word == "changed" and len(loaded["loaded"]) == 1, loaded["msg"]
+    found = open_store(target.options()["engine"], target.options()["engine_host"]).find(APP_A)
+    assert found is not None and found.diff_ids == docker_images[APP_A].diff_ids
+    again, word = run_task(playbook, "thin load again", "airgap.images.image_load", args, target)
+    assert word == "ok" and not again["changed"]
+
+
+def test_rollout_converges_and_reruns_unchanged(collections_path, engines, generation, dockerd, docker_images, tmp_path):
+    host = fresh(engines, generation)
+    options = host.options()
+    fleet = Fleet(collections_path, str(tmp_path), dockerd.host, {"host1": options})
+    play = {"environment": host.environment()}
+    recap, reports, out = fleet.run(APPS, play_options=play)
+    assert recap["host1"]["failed"] == 0 and recap["host1"]["changed"] > 0, out[-3000:]
+    assert warning_lines(out) == [], out[-3000:]
+    held = host.tags()
+    assert set(APPS) <= set(held), held
+    recap, reports, out = fleet.run(APPS, play_options=play)
+    assert recap["host1"]["changed"] == 0 and recap["host1"]["failed"] == 0, out[-3000:]
+    assert int(reports["host1"]["shipped_bytes"]) == 0
+    assert host.tags() == held
+
+
+def test_save_then_load_elsewhere_keeps_the_source_ids(playbook, engines, generation, bundle, tmp_path, request):
+    if generation.store == "containerd":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=IDENTITY))
+    source = fresh(engines, generation)
+    if generation.kind == "docker":
+        build_test_images(source.engine, str(tmp_path / "build"))
+    else:
+        source.load(bundle["all"])
+    dest = str(tmp_path / "apps.tar")
+    run_task(playbook, "save", "airgap.images.image_save", dict(images=APPS, dest=dest, **source.options()), source)
+    target = fresh(engines, generation)
+    loaded, word = run_task(playbook, "load", "airgap.images.image_load", dict(src=dest, **target.options()), target)
+    assert word == "changed" and len(loaded["loaded"]) == 2
+    assert {name: target.tags()[name] for name in APPS} == {name: source.tags()[name] for name in APPS}
