@@ -83,7 +83,11 @@ def open_archive(path, platform=None, head_only=False):
 
 def _read(source, platform, head_only=False):
     if source.exists("manifest.json"):
-        images = read_docker_archive(source)
+        try:
+            images = read_docker_archive(source)
+        except ArchiveError:
+            _refuse_directory_transport(source)
+            raise
         if head_only and source.compression != NONE:
             return DOCKER_ARCHIVE, [image.with_digests(_our_manifest_digest(image)) for image in images], []
         if not (source.exists("index.json") and source.exists("oci-layout")):
@@ -95,6 +99,15 @@ def _read(source, platform, head_only=False):
         return OCI_DIR if isinstance(source, DirSource) else OCI_ARCHIVE, images, artifacts
     raise ArchiveError("%s: not an image archive: it has neither manifest.json (docker save) nor index.json (OCI layout); "
                        "a root filesystem tarball is loaded with `docker import`, not as an image archive" % source.label)
+
+
+def _refuse_directory_transport(source):
+    """Say what it is when a ``manifest.json`` docker save did not write is containers/image's ``dir:`` transport: a
+    ``version`` file saying so beside one image's manifest (not docker save's list) and blobs named by hex digest."""
+    if source.exists("version") and source.read_bytes("version").startswith(b"Directory Transport Version"):
+        raise ArchiveError("%s: not an image archive: it is a containers/image `dir:` layout (one image's manifest and "
+                           "blobs, as `skopeo copy ... dir:PATH` or `podman save --format docker-dir` write it); make an "
+                           "archive of it with `skopeo copy dir:PATH oci-archive:FILE` (or docker-archive:FILE)" % source.label)
 
 
 def _our_manifest_digest(image):

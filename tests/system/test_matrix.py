@@ -112,10 +112,11 @@ def bundle(dockerd, docker_images, tmp_path_factory):
     work = tmp_path_factory.mktemp("matrix-bundle")
     paths = {name: str(work / ("%s.tar" % name)) for name in ("all", "lib", "thin")}
     source = open_store("docker", dockerd.host)
-    with source.open_images([BASE, LIB] + APPS, str(work)) as images:
-        save_archive(images, paths["all"])
-        save_archive([images[1]], paths["lib"])
-        save_archive([images[2]], paths["thin"], omit_layers=images[1].diff_ids)
+    with source.open_images([BASE, LIB] + APPS, str(work)) as images:  # in the order Docker exported them
+        named = {image.repo_tags[0]: image for image in images}
+        save_archive([named[name] for name in [BASE, LIB] + APPS], paths["all"])
+        save_archive([named[LIB]], paths["lib"])
+        save_archive([named[APP_A]], paths["thin"], omit_layers=named[LIB].diff_ids)
     with open_archive(paths["thin"]) as archive:
         assert [layer.available for layer in archive.images[0].layers] == [False, False, True]
     return paths
