@@ -5,7 +5,10 @@
 #   make deps     Debian packages the system tests need (apt-get; skipped when present)
 #   make current-engines  Debian unstable's engines for the matrix, under .build/current (tests/system/current_engines.sh)
 #   make venv     .venv with requirements-test.txt
-#   make sanity   ansible-test sanity on a copy of the tree (tests/sanity/run_sanity.py)
+#   make sanity   ansible-test sanity on a copy of the tree (tests/sanity/run_sanity.py), ansible-core 2.19 (.venv)
+#   make ansible-versions  .build/ansible-2.16: the oldest supported ansible-core (tests/ansible/requirements-2.16.txt)
+#   make sanity-2.16  the same with ansible-core 2.16 (.build/ansible-2.16, Python 3.11)
+#   make sanity-2.21  the same with the newest ansible-core, inside the current-engines chroot (Python 3.14)
 #   make galaxy-import  build the collection tarball and run galaxy-importer on it, as Galaxy does on upload
 #   make unit     pytest tests/unit
 #   make system   pytest tests/system (real engines; needs root)
@@ -27,6 +30,13 @@ BUILD := .build
 COLLECTION_LINK := $(BUILD)/ansible_collections/airgap/images
 VENV_STAMP := $(VENV)/.requirements-installed
 TIMINGS := $(BUILD)/timings.txt
+
+# The oldest ansible-core that meta/runtime.yml admits, in a venv of its own beside .venv's 2.19 (the newest,
+# 2.21, needs Python >= 3.12: it is /opt/ansible in the current-engines chroot).  The module and role tests
+# (tests/system/ansible_runtimes.py) and sanity-2.16 run with it.
+ANSIBLE_216 := $(BUILD)/ansible-2.16
+ANSIBLE_216_PY := $(ANSIBLE_216)/bin/python
+ANSIBLE_216_STAMP := $(ANSIBLE_216)/.requirements-installed
 
 # galaxy-importer (what Ansible Galaxy and Automation Hub run on an upload) in a venv of its own: it pins its
 # own ansible-core and ansible-lint.
@@ -54,7 +64,7 @@ PYTEST := PYTHONPATH=$(CURDIR)/$(BUILD) $(VPY) -m pytest -ra --durations=10 --ti
 # Filters pip's complaints about this machine's configured-but-absent local indexes.
 PIP_NOISE := grep -v "^WARNING: Location 'file://" || true
 
-.PHONY: test deps current-engines venv link sanity galaxy-import unit system demo bench bench-modules bench-stores bench-separate bench-load bench-rollout clean
+.PHONY: test deps current-engines venv link ansible-versions sanity sanity-2.16 sanity-2.21 galaxy-import unit system demo bench bench-modules bench-stores bench-separate bench-load bench-rollout clean
 
 # Each stage is timed into $(TIMINGS); a failing stage is recorded and the next ones
 # still run, and the target fails at the end.  pytest runs last, so its summary line
@@ -70,8 +80,11 @@ test:
 	  grep -q '^deps .* ok$$' $(TIMINGS)
 	@$(call timed,venv,$(MAKE) --no-print-directory venv link); tail -n1 $(TIMINGS) | sed 's/^/make test: /'; \
 	  grep -q '^venv .* ok$$' $(TIMINGS)
+	@$(call timed,ansible-versions,$(MAKE) --no-print-directory ansible-versions); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
 	@$(call timed,current-engines,$(MAKE) --no-print-directory current-engines); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
 	@$(call timed,sanity,$(MAKE) --no-print-directory sanity); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
+	@$(call timed,sanity-2.16,$(MAKE) --no-print-directory sanity-2.16); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
+	@$(call timed,sanity-2.21,$(MAKE) --no-print-directory sanity-2.21); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
 	@$(call timed,galaxy,$(MAKE) --no-print-directory galaxy-import); tail -n1 $(TIMINGS) | sed 's/^/make test: /'
 	@$(call timed,pytest,$(PYTEST) tests/unit tests/system); \
 	  ! grep -q ' FAILED$$' $(TIMINGS)
@@ -117,8 +130,25 @@ link:
 	  echo "$(COLLECTION_LINK) exists and is not a symlink; remove it" >&2; exit 1; fi; \
 	mkdir -p $(dir $(COLLECTION_LINK)) && ln -sfn ../../.. $(COLLECTION_LINK)
 
+$(ANSIBLE_216_PY):
+	@test -n "$(PYTHON)" || { echo "no python3.11 or python3 on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv $(ANSIBLE_216)
+
+$(ANSIBLE_216_STAMP): tests/ansible/requirements-2.16.txt | $(ANSIBLE_216_PY)
+	$(ANSIBLE_216_PY) -m pip install -q -r tests/ansible/requirements-2.16.txt 2>&1 | { $(PIP_NOISE); }
+	@touch $@
+
+ansible-versions: $(ANSIBLE_216_STAMP)
+
 sanity: venv
 	$(VPY) tests/sanity/run_sanity.py $(SANITY_ARGS)
+
+sanity-2.16: ansible-versions
+	$(ANSIBLE_216_PY) tests/sanity/run_sanity.py $(SANITY_ARGS)
+
+# Inside the chroot tests/system/current_engines.sh made (make current-engines; not rebuilt from here).
+sanity-2.21: venv
+	$(VPY) tests/sanity/run_sanity.py --current-chroot $(SANITY_ARGS)
 
 $(GALAXY_PY):
 	@test -n "$(PYTHON)" || { echo "no python3.11 or python3 on PATH" >&2; exit 1; }

@@ -8,6 +8,10 @@ loaded. containerd's content store is an OCI blob store, so its images are
 read with the same OCI code as a layout directory: ``ctr images ls`` gives
 the names and targets (a synthetic ``index.json``), ``ctr content get`` the
 blobs, each verified against its digest.
+
+ctr runs through ``subprocess`` (``ansible-bad-function`` is disabled at each call, which ansible-test 2.21's
+pylint flags in module_utils): this code runs without an AnsibleModule, and its reads stream ``ctr images
+export`` and ``ctr content get`` output that AnsibleModule.run_command would hold in memory whole.
 """
 
 import json
@@ -62,7 +66,7 @@ class ContainerdStore:
         """Run ctr; returns stdout bytes or raises StoreError with ctr's own message."""
         self._check_socket()
         try:
-            done = subprocess.run(self._command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            done = subprocess.run(self._command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                                   timeout=kwargs.pop("timeout", self.timeout), check=False, **kwargs)
         except subprocess.TimeoutExpired:
             raise StoreError("%s: 'ctr %s' did not finish within %s s" % (self, " ".join(args[:2]), self.timeout)) from None
@@ -78,7 +82,7 @@ class ContainerdStore:
     def run_watched(self, *args):
         """Run a long ctr command with no time limit, but stop it when containerd goes away (ctr would wait forever)."""
         self._check_socket()
-        with subprocess.Popen(self._command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        with subprocess.Popen(self._command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # pylint: disable=ansible-bad-function
             while True:
                 try:
                     out, err = proc.communicate(timeout=WATCH_SECONDS)
@@ -130,7 +134,8 @@ class ContainerdStore:
         if self.platform:
             args += ["--platform", self.platform]
         self._check_socket()
-        with subprocess.Popen(self._command(*(args + ["-"] + list(names))), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        command = self._command(*(args + ["-"] + list(names)))
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # pylint: disable=ansible-bad-function
             total = 0
             for chunk in iter(lambda: proc.stdout.read(1024 * 1024), b""):
                 sink.write(chunk)
@@ -194,7 +199,7 @@ class ContentSource:
     def open(self, name):
         digest = self._digest_of(name)
         self.store._check_socket()  # pylint: disable=protected-access
-        proc = subprocess.Popen(self.store._command("content", "get", digest),  # pylint: disable=protected-access
+        proc = subprocess.Popen(self.store._command("content", "get", digest),  # pylint: disable=protected-access,ansible-bad-function
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         return _ProcessReader(proc, "%s: blob %s" % (self.label, digest))
 

@@ -4,7 +4,11 @@
 """Run ``ansible-test sanity`` on this collection on a machine that reaches only PyPI.
 
 Usage: ``.venv/bin/python tests/sanity/run_sanity.py [ansible-test sanity options]``
-(``make sanity`` does this).  Two things stand in the way of a plain run here:
+(``make sanity`` does this, with ansible-core 2.19; ``make sanity-2.16`` runs it with
+``.build/ansible-2.16/bin/python``).  ``--current-chroot`` as the first option runs the newest ansible-core,
+``/opt/ansible`` (Python 3.14) inside Debian unstable's chroot (``make current-engines``), instead of the
+one beside this interpreter (``make sanity-2.21``; see :func:`chroot_run`).  Two things stand in the way of
+a plain run here:
 
 * ansible-test wants the collection under ``…/ansible_collections/airgap/images/``
   and dislikes symlinks, so the tree is *copied* (what git tracks or would
@@ -18,8 +22,9 @@ Usage: ``.venv/bin/python tests/sanity/run_sanity.py [ansible-test sanity option
   PyPI with this machine's own pip configuration).  A real get-pip script
   already in the cache is left alone; any other file there is replaced.
 
-Nothing is skipped here: every sanity test of ansible-core 2.19 runs offline
-this way (``shellcheck`` needs the Debian package, which ``make deps`` installs).
+Nothing is skipped here: every sanity test of ansible-core 2.16, 2.19 and 2.21
+runs offline this way (``shellcheck`` needs the Debian package, which ``make deps``
+installs; the chroot run uses that same binary).
 """
 
 import os
@@ -54,11 +59,14 @@ EXCLUDE_NAMES = {".git", ".venv", ".build", "__pycache__", ".pytest_cache", ".hy
 EXCLUDE_PATHS = {os.path.join("tests", "output"), os.path.join("bench", "results")}
 
 
-def ansible_test_pip_versions():
-    """The pip versions ansible-test bootstraps into its virtual environments."""
-    import ansible_test  # pylint: disable=import-outside-toplevel
+def ansible_test_pip_versions(package_dir=None):
+    """The pip versions ansible-test (the one at ``package_dir``, default this interpreter's) bootstraps into its
+    virtual environments."""
+    if package_dir is None:
+        import ansible_test  # pylint: disable=import-outside-toplevel
 
-    source = os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "python_requirements.py")
+        package_dir = os.path.dirname(ansible_test.__file__)
+    source = os.path.join(package_dir, "_internal", "python_requirements.py")
     with open(source, encoding="utf-8") as handle:
         versions = set(re.findall(r"""\bpip\s*=\s*['"]([0-9][0-9.]*)['"]""", handle.read()))
     if not versions:
@@ -66,11 +74,11 @@ def ansible_test_pip_versions():
     return sorted(versions)
 
 
-def install_get_pip_stand_in():
-    """Put the stand-in where ansible-test looks for its cached get-pip script."""
-    cache = os.path.expanduser(os.path.join("~", ".ansible", "test", "cache"))
+def install_get_pip_stand_in(home=None, package_dir=None):
+    """Put the stand-in where ansible-test looks for its cached get-pip script (under ``home``, default ``~``)."""
+    cache = os.path.join(home or os.path.expanduser("~"), ".ansible", "test", "cache")
     os.makedirs(cache, exist_ok=True)
-    for version in ansible_test_pip_versions():
+    for version in ansible_test_pip_versions(package_dir):
         path = os.path.join(cache, "get_pip_%s.py" % version.replace(".", "_"))
         if os.path.exists(path):
             with open(path, encoding="utf-8", errors="replace") as handle:
@@ -111,19 +119,70 @@ def copy_tree(dest):
             shutil.copy2(src, target)
 
 
+def load_engines():
+    """tests/system/engines.py (stdlib only), for its chroot_command and where the chroot is."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    spec = importlib.util.spec_from_file_location("airgap_engines", os.path.join(ROOT, "tests", "system", "engines.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def chroot_run(tree, work, argv):
+    """ansible-test sanity with /opt/ansible (ansible-core 2.21, Python 3.14) inside Debian unstable's chroot.
+
+    The copied tree is under the host's /tmp, which the chroot shares.  ansible-test passes its programs only
+    PATH and HOME, so pip's settings inside come from a home of its own: ``~/.ansible/test/chroot-home`` on this
+    machine, bound into the chroot at the same path (so it sits in the cache CI keeps, ``~/.ansible/test``).
+    Its pip.conf points pip at the host CA the chroot holds (/etc/ssl/certs/host-ca.crt: PyPI is reached
+    through this machine's TLS proxy), and its .ansible/test holds the stand-in and ansible-test's venvs for
+    Python 3.14.  The host's shellcheck (Debian 12's; the chroot has none) is copied beside the tree, into the
+    chroot's PATH: it links only libc, libgmp and libffi, which the chroot has."""
+    engines = load_engines()
+    chroot = engines.CURRENT_CHROOT
+    python = "3.14"
+    site = os.path.join(chroot, "opt", "ansible", "lib", "python" + python, "site-packages")
+    if not os.path.isfile(os.path.join(chroot, "opt", "ansible", "bin", "ansible-test")) or not os.path.isdir(site):
+        print("run_sanity: no ansible-test with Python %s in %s: run make current-engines" % (python, chroot), file=sys.stderr)
+        return 1
+    home = os.path.expanduser(os.path.join("~", ".ansible", "test", "chroot-home"))
+    os.makedirs(os.path.join(home, ".config", "pip"), exist_ok=True)
+    with open(os.path.join(home, ".config", "pip", "pip.conf"), "w", encoding="utf-8") as handle:
+        handle.write("# run_sanity.py: pip inside the current-engines chroot\n[global]\n"
+                     "cert = /etc/ssl/certs/host-ca.crt\ndisable-pip-version-check = true\ntimeout = 180\n")
+    install_get_pip_stand_in(home, os.path.join(site, "ansible_test"))
+    bindir = os.path.join(work, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck:
+        shutil.copy2(shellcheck, os.path.join(bindir, "shellcheck"))
+    cmd = ["/opt/ansible/bin/ansible-test", "sanity", "--python", python, "--color", "no"] + list(argv)
+    inner = ["HOME=" + home, "PATH=%s:/opt/ansible/bin:/usr/sbin:/usr/bin:/sbin:/bin" % bindir,
+             "/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "run_sanity", tree] + cmd
+    print("run_sanity: %s (in %s, inside %s)" % (" ".join(cmd), tree, chroot), flush=True)
+    return subprocess.call(engines.chroot_command(inner, binds=[home]))
+
+
 def main(argv):
     """Copy, run ansible-test sanity there, and return its exit code."""
-    install_get_pip_stand_in()
-    work = tempfile.mkdtemp(prefix="airgap-sanity-")
+    in_chroot = bool(argv) and argv[0] == "--current-chroot"
+    argv = argv[1:] if in_chroot else argv
+    if not in_chroot:
+        install_get_pip_stand_in()
+    work = tempfile.mkdtemp(prefix="airgap-sanity-", dir="/tmp" if in_chroot else None)
     tree = os.path.join(work, "ansible_collections", NAMESPACE, NAME)
     copy_tree(tree)
-    bindir = os.path.dirname(sys.executable)
-    ansible_test = os.path.join(bindir, "ansible-test")
-    python = "%d.%d" % sys.version_info[:2]
-    cmd = [ansible_test, "sanity", "--python", python, "--color", "no"] + list(argv)
-    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
-    print("run_sanity: %s (in %s)" % (" ".join(cmd), tree), flush=True)
-    rc = subprocess.call(cmd, cwd=tree, env=env)
+    if in_chroot:
+        rc = chroot_run(tree, work, argv)
+    else:
+        bindir = os.path.dirname(sys.executable)
+        ansible_test = os.path.join(bindir, "ansible-test")
+        python = "%d.%d" % sys.version_info[:2]
+        cmd = [ansible_test, "sanity", "--python", python, "--color", "no"] + list(argv)
+        env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+        print("run_sanity: %s (in %s)" % (" ".join(cmd), tree), flush=True)
+        rc = subprocess.call(cmd, cwd=tree, env=env)
     if rc == 0 or os.environ.get("AIRGAP_KEEP_SANITY") != "1":
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -33,6 +33,11 @@ exit, and takes ``check=False``, ``text=False``, ``input=``, ``timeout=``):
   built in ``dockerd``; DiffIDs are the same on every run, IDs are not.
 * ``docker_images_archive`` -> path of one ``docker save`` tar of all four.
 * ``engines`` -> Engines, the owner of all of the above (``.dir``, ``.stop(engine)``).
+* ``ansible_runtime`` -> AnsibleRuntime (tests/system/ansible_runtimes.py), parametrized over ansible-core 2.16,
+  2.19 and 2.21 (ids ``ansible216``, ...): ``.command(program, args, env)``, ``.python`` (the modules'
+  interpreter), ``.collections`` (airgap.images built and installed with that version's ansible-galaxy);
+  skipped, with the make target to run, where that version is not set up.
+* ``runtime_playbook`` -> a Playbook (as ``playbook``) that runs on ``ansible_runtime``.
 """
 
 import os
@@ -40,6 +45,7 @@ import signal
 
 import pytest
 
+from ansible_collections.airgap.images.tests.system import ansible_runtimes
 from ansible_collections.airgap.images.tests.system.engines import Engines, build_test_images
 from ansible_collections.airgap.images.tests.system.matrix import MatrixTable, register_markers
 from ansible_collections.airgap.images.tests.system.playbooks import Playbook, build_and_install
@@ -195,3 +201,25 @@ def collections_path(tmp_path_factory):
 def playbook(collections_path, tmp_path):  # pylint: disable=redefined-outer-name
     """``playbook.run([task, ...], check=, diff=, expect_failure=, python=)`` → (registered results, stdout)."""
     return Playbook(collections_path, str(tmp_path))
+
+
+@pytest.fixture(scope="session", params=ansible_runtimes.NAMES, ids=lambda name: "ansible" + name.replace(".", ""))
+def ansible_runtime(request, tmp_path_factory):
+    """An :class:`AnsibleRuntime` with the collection built and installed by its own ansible-galaxy (once per session);
+    skips, saying what to run, where that ansible-core is not set up."""
+    runtime = ansible_runtimes.runtime(request.param)
+    if runtime.missing:
+        pytest.skip(runtime.missing)
+    if runtime.collections is None:
+        work = str(tmp_path_factory.mktemp("galaxy-" + runtime.id))
+        if runtime.files_under_tmp and not os.path.realpath(work).startswith("/tmp/"):
+            pytest.skip("ansible-core %s needs the test's files under /tmp, which its chroot shares; pytest's are in %s"
+                        % (runtime.name, work))
+        runtime.install(work)
+    return runtime
+
+
+@pytest.fixture
+def runtime_playbook(ansible_runtime, tmp_path):  # pylint: disable=redefined-outer-name
+    """A :class:`Playbook` (as ``playbook``) run by ``ansible_runtime``'s ansible-playbook, its Python running the modules."""
+    return Playbook(ansible_runtime.collections, str(tmp_path), runtime=ansible_runtime)

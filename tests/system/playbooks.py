@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+from ansible_collections.airgap.images.tests.system.ansible_runtimes import clean_env, default_runtime
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
 RECAP_COUNTS = re.compile(r"(\w+)=(\d+)")
@@ -31,19 +33,16 @@ def build_and_install(work):
     return target
 
 
-def clean_env(**extra):
-    """The environment without this checkout on PYTHONPATH, so Ansible sees only the installed collection."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="0", **extra)
-    return env
-
-
 class Playbook:
-    """Runs tasks on localhost; each task's registered result comes back, with what ansible-playbook printed."""
+    """Runs tasks on localhost; each task's registered result comes back, with what ansible-playbook printed.
 
-    def __init__(self, collections, workdir):
+    ``runtime`` (tests/system/ansible_runtimes.py) is the ansible-core that runs them, and its Python the
+    modules; without one, the .venv's ansible-playbook and this interpreter."""
+
+    def __init__(self, collections, workdir, runtime=None):
         self.collections = collections
         self.workdir = workdir
+        self.runtime = runtime or default_runtime()
         self.runs = 0
 
     def env(self):
@@ -55,9 +54,10 @@ class Playbook:
         done = self.play(tasks, **options)
         return done.results, done.stdout
 
-    def play(self, tasks, check=False, diff=False, expect_failure=False, python=sys.executable):
+    def play(self, tasks, check=False, diff=False, expect_failure=False, python=None):
         """A :class:`PlayRun`: each task's registered result, stdout and stderr. The task that collects the results
-        reports ``ok``, so the recap counts only ``tasks``."""
+        reports ``ok``, so the recap counts only ``tasks``.  ``python``: the modules' interpreter (the runtime's)."""
+        python = python or self.runtime.python
         self.runs += 1
         results = os.path.join(self.workdir, "results-%d.json" % self.runs)
         registered = []
@@ -72,10 +72,11 @@ class Playbook:
         path = os.path.join(self.workdir, "play-%d.yml" % self.runs)
         with open(path, "w") as out:
             json.dump(play, out)
-        command = [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", path]
-        command += ["--check"] if check else []
-        command += ["--diff"] if diff else []
-        done = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=600, check=False)
+        args = ["-i", "localhost,", "-c", "local", path]
+        args += ["--check"] if check else []
+        args += ["--diff"] if diff else []
+        command, env = self.runtime.command("ansible-playbook", args, self.env())
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0 and not expect_failure:
             raise AssertionError("ansible-playbook failed:\n" + done.stdout[-6000:] + done.stderr[-3000:])
         with open(results) as handle:

@@ -20,9 +20,8 @@ import pytest
 from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.compression import GZIP, detect
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
-from ansible_collections.airgap.images.tests.system.engines import (CURRENT_BINS, CURRENT_CHROOT, CURRENT_SETUP,
-                                                                      EngineError, build_test_images, chroot_command,
-                                                                      run_command)
+from ansible_collections.airgap.images.tests.system.engines import (
+    CURRENT_BINS, CURRENT_CHROOT, CURRENT_SETUP, EngineError, build_test_images, chroot_command, run_command)
 from ansible_collections.airgap.images.tests.system.matrix import generation_params
 from ansible_collections.airgap.images.tests.system.test_interop import familiar, read_and_verify
 

@@ -17,7 +17,8 @@ import pytest
 
 from ansible_collections.airgap.images.plugins.module_utils.store_layout import LayoutStore
 from ansible_collections.airgap.images.tests.system.engines import build_test_images
-from ansible_collections.airgap.images.tests.system.playbooks import BIN, clean_env
+from ansible_collections.airgap.images.tests.system.ansible_runtimes import default_runtime
+from ansible_collections.airgap.images.tests.system.playbooks import clean_env, warning_lines
 
 APPS_V1 = ["airgap-test/app-a:1", "airgap-test/app-b:1"]
 BASE, LIB = "airgap-test/base:1", "airgap-test/lib:1"
@@ -26,19 +27,22 @@ RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 
 
 class Fleet:
-    """An inventory of local "hosts", each with its engine, and a way to run the rollout play on them."""
+    """An inventory of local "hosts", each with its engine, and a way to run the rollout play on them
+    (with ``runtime``'s ansible-playbook and Python, tests/system/ansible_runtimes.py; by default the .venv's)."""
 
-    def __init__(self, collections, work, source_host, hosts):
+    def __init__(self, collections, work, source_host, hosts, runtime=None):
         self.collections = collections
         self.work = work
         self.source_host = source_host
         self.hosts = hosts  # {name: {"engine": ..., "engine_host": ...}}
+        self.runtime = runtime or default_runtime()
         self.runs = 0
+        self.stderr = ""  # of the last run
 
     def inventory(self, extra_host_vars=None):
         lines = ["[site]"]
         for name, engine in self.hosts.items():
-            host_vars = dict(ansible_connection="local", ansible_python_interpreter=os.path.join(BIN, "python"),
+            host_vars = dict(ansible_connection="local", ansible_python_interpreter=self.runtime.python,
                              rollout_engine=engine["engine"], rollout_engine_host=engine["engine_host"],
                              rollout_staging_dir=os.path.join(self.work, "staging", name))
             host_vars.update((extra_host_vars or {}).get(name, {}))
@@ -65,9 +69,10 @@ class Fleet:
         with open(path, "w") as out:
             json.dump([play, report_play], out)
         env = clean_env(ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0")
-        command = [os.path.join(BIN, "ansible-playbook"), "-i", self.inventory(extra_host_vars), path]
-        done = subprocess.run(command + (["--limit", limit] if limit else []),
-                              env=env, capture_output=True, text=True, timeout=900, check=False)
+        command, env = self.runtime.command("ansible-playbook", ["-i", self.inventory(extra_host_vars), path]
+                                            + (["--limit", limit] if limit else []), env)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+        self.stderr = done.stderr
         if done.returncode != expect_rc:
             raise AssertionError("ansible-playbook exited %d (expected %d):\n%s\n%s"
                                  % (done.returncode, expect_rc, done.stdout[-8000:], done.stderr[-3000:]))
@@ -254,3 +259,27 @@ def test_a_podman_host_and_an_oci_host_converge_and_rerun_ok(collections_path, t
 
     recap, reports, out = fleet.run(APPS_V1)
     assert all(recap[name]["changed"] == 0 and int(reports[name]["shipped_bytes"]) == 0 for name in engines), out[-3000:]
+
+
+def test_an_oci_host_and_a_docker_host_converge_and_rerun_ok_on_each_ansible(ansible_runtime, tmp_path, dockerd, docker_images, dockerd_factory):
+    """The role on the oldest supported ansible-core (2.16), .venv's 2.19 and the newest (2.21, Python 3.14), each with
+    the collection its own ansible-galaxy installed: it converges, a re-run changes nothing, and no run warns."""
+    target = dockerd_factory()
+    store = str(tmp_path / "oci-store")
+    engines = {"docker1": {"engine": "docker", "engine_host": target.host}, "oci1": {"engine": "oci", "engine_host": store}}
+    fleet = Fleet(ansible_runtime.collections, str(tmp_path), dockerd.host, engines, runtime=ansible_runtime)
+    recap, reports, out = fleet.run(APPS_V1)
+    assert all(recap[name]["failed"] == 0 and recap[name]["changed"] > 0 for name in engines), out[-3000:]
+    assert warning_lines(out) + warning_lines(fleet.stderr) == [], out[-3000:] + fleet.stderr[-3000:]
+    wanted = {docker_images[name].id for name in [BASE, LIB] + APPS_V1}
+    held = held_ids(target, "docker")
+    assert {held[name] for name in [BASE, LIB] + APPS_V1} == wanted, held
+    assert {image.id for image in LayoutStore(store).images()} == wanted
+    # int(): before ansible-core 2.19, a templated number in the role's report dict is a string ("123").
+    assert int(reports["docker1"]["shipped_bytes"]) == int(reports["oci1"]["shipped_bytes"]) > 0
+
+    recap, reports, out = fleet.run(APPS_V1)
+    assert all(recap[name]["changed"] == 0 and recap[name]["failed"] == 0 and int(reports[name]["shipped_bytes"]) == 0
+               for name in engines), out[-3000:]
+    assert all(image["state"] == "present" for name in engines for image in reports[name]["images"]), reports
+    assert warning_lines(out) + warning_lines(fleet.stderr) == [], out[-3000:] + fleet.stderr[-3000:]

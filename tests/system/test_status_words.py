@@ -6,8 +6,12 @@
 A result key Ansible reserves changes what it shows: image_load used to return the images it found present as
 ``skipped``, so a load that had nothing to do printed ``skipping: [localhost]`` and counted as skipped in PLAY RECAP.
 Each module runs twice through ansible-playbook (a run that changes things, then one that finds them done); the
-status word of each task, the recap and the absence of any warning are checked.
+status word of each task, the recap and the absence of any warning are checked.  Every test runs on each
+ansible-core users run (the ``ansible_runtime`` fixture: the oldest supported, 2.16; .venv's 2.19; the newest,
+2.21 on Python 3.14): what one version accepts in silence another may warn about.
 """
+
+import pytest
 
 from ansible_collections.airgap.images.tests.system.playbooks import recap, task_status, warning_lines
 
@@ -20,6 +24,12 @@ RESERVED = frozenset((
     "exception", "ansible_facts", "backup_file", "module_stderr", "module_stdout", "item", "skip_reason", "attempts",
     "retries", "unreachable",
 ))
+
+
+@pytest.fixture
+def playbook(runtime_playbook):
+    """Each test here runs on every ansible-core of ``ansible_runtime`` (ids ansible216, ansible219, ansible221)."""
+    return runtime_playbook
 
 
 def task(name, module, **args):
@@ -80,7 +90,8 @@ def test_docker_load_and_save_print_changed_then_ok(playbook, dockerd, dockerd_f
     assert sorted(entry["id"] for entry in second.results[1]["present"]) == sorted(image.id for image in docker_images.values())
 
 
-def test_pull_prints_changed_then_ok(playbook, registry, docker_images, docker_images_archive, tmp_path):
+def test_pull_prints_changed_then_ok(playbook, registry_factory, docker_images, docker_images_archive, tmp_path):
+    registry = registry_factory()  # its own: other tests count the session registry's repositories
     playbook.play([task("Fill the registry", "image_load", src=docker_images_archive, engine="registry",
                         engine_host=registry.host, insecure_registry=True)])
     pull = task("Pull into an OCI layout", "image_pull", images=APPS, registry=registry.host, registry_insecure=True,
