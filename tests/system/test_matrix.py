@@ -18,6 +18,7 @@ import os
 import pytest
 
 from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.store import open_store
 from ansible_collections.airgap.images.tests.system.engines import build_test_images
 from ansible_collections.airgap.images.tests.system.matrix import generation_params
@@ -78,10 +79,8 @@ class Target:
 
 
 def short(name):
-    for prefix in ("docker.io/library/", "docker.io/", "localhost/"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
+    """Docker's familiar form of a name an engine lists (``docker.io/airgap-test/app-a:1`` -> ``airgap-test/app-a:1``)."""
+    return parse_reference(name).familiar()
 
 
 def qualified(name):
