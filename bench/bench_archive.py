@@ -40,7 +40,7 @@ from ansible_collections.airgap.images.tests.system.engines import DOCKER_CLI, E
 
 OUR_READ = """
 import sys
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.digest import drain
 total = 0
 with open_archive(sys.argv[1]) as archive:
@@ -53,7 +53,7 @@ print(total)
 
 OUR_WRITE = """
 import sys
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
 with open_archive(sys.argv[1]) as archive:
     result = save_archive(archive.images, sys.argv[2], compression=sys.argv[3])
 print(result.compressor)

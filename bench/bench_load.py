@@ -45,9 +45,9 @@ measure = BENCH_ARCHIVE.measure
 from ansible_collections.airgap.images.tests.system.engines import (  # noqa: E402
     CTR, DOCKER_CLI, SKOPEO, Engines, seeded_bytes)
 from ansible_collections.airgap.images.plugins.module_utils import build as BUILD  # noqa: E402
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive  # noqa: E402
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive  # noqa: E402
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference  # noqa: E402
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store  # noqa: E402
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store  # noqa: E402
 # pylint: enable=wrong-import-position
 
 BIG = "bench/big:1"
@@ -57,9 +57,9 @@ LIMIT_MB = 100
 # What image_load does with src: the archive, the plan, the load, the check; timed by phase, descriptors counted.
 OUR_LOAD = """
 import gc, json, os, sys, time
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.operations import archive_sender, plan_load, run_load, verify_loaded
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 
 def open_fds():
     gc.collect()

@@ -147,7 +147,7 @@ print(len(hashes))
 # Ours: the module's from_images() and _write(), from an archive or from the docker store.
 OURS_COMMON = """
 import os, sys
-from ansible_collections.airgap.images.plugins.module_utils import separated
+from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_image_selector, parse_reference, resolve_selector
 
 def pick(candidates, selectors):
@@ -171,13 +171,13 @@ selectors = sys.argv[4:]
 """
 
 OURS_FROM_ARCHIVE = OURS_COMMON + """
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 with open_archive(source) as archive:
     separate(pick(archive.images, selectors), dest, compression, len(selectors) - 2)
 """
 
 OURS_FROM_DOCKER = OURS_COMMON + """
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 store = open_store("docker", source)
 for selector in selectors:
     if store.find(selector) is None:

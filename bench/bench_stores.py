@@ -36,8 +36,8 @@ print_table = BENCH_ARCHIVE.print_table
 
 # pylint: disable=wrong-import-position
 from ansible_collections.airgap.images.tests.system.engines import Engines  # noqa: E402
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive  # noqa: E402
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store  # noqa: E402
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive  # noqa: E402
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store  # noqa: E402
 # pylint: enable=wrong-import-position
 
 IMAGE = "bench/big:1"
@@ -45,8 +45,8 @@ LIMIT_MB = 100
 
 SAVE_FROM_STORE = """
 import sys
-from ansible_collections.airgap.images.plugins.module_utils.archive import save_archive
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import save_archive
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 engine, host, selector, workdir, dest = sys.argv[1:6]
 store = open_store(engine, host, insecure_http=True)
 with store.open_images([selector], workdir) as images:
@@ -56,7 +56,7 @@ print(result.size)
 
 LOAD_INTO_STORE = """
 import sys
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 engine, host, path = sys.argv[1:4]
 print(open_store(engine, host, insecure_http=True).load(path))
 """

@@ -31,11 +31,11 @@ BUILD = os.path.join(os.path.dirname(HERE), ".build")
 sys.path.insert(0, BUILD)
 
 # pylint: disable=wrong-import-position
-from ansible_collections.airgap.images.plugins.module_utils.archive import save_archive  # noqa: E402
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import save_archive  # noqa: E402
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_file, write_directory_layer  # noqa: E402
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference  # noqa: E402
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store  # noqa: E402
-from ansible_collections.airgap.images.plugins.module_utils.store_layout import LayoutStore  # noqa: E402
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store  # noqa: E402
+from ansible_collections.airgap.images.plugins.module_utils.stores.layout import LayoutStore  # noqa: E402
 
 HOSTS = ("host1", "host2", "host3")
 MB = 1 << 20

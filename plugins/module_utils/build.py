@@ -14,9 +14,9 @@ import stat
 from .digest import HashingReader, HashingWriter, drain, sha256_digest
 from .errors import ImageError
 from .model import Image, Layer
-from .oci_layout import canonical_json
+from .formats.oci_layout import canonical_json
 from .platforms import host_platform
-from .tarwriter import TarWriter
+from .formats.tarwriter import TarWriter
 
 EPOCH = "1970-01-01T00:00:00Z"
 

@@ -12,7 +12,7 @@ import signal
 import time
 
 from .atomic import dest_lock
-from .http_unix import requests_missing
+from .stores.http_unix import requests_missing
 
 ENGINE_ARGS = dict(
     engine=dict(type="str", default="docker", choices=["docker", "podman", "containerd", "registry", "oci"]),
@@ -42,7 +42,7 @@ def requests_needed(params):
 
 
 def store_from_params(params):
-    from .store import open_store  # pylint: disable=import-outside-toplevel
+    from .stores.store import open_store  # pylint: disable=import-outside-toplevel
     return open_store(params["engine"], params["engine_host"], namespace=params["containerd_namespace"],
                       platform=params["platform"], username=params["username"], password=params["password"],
                       validate_certs=params["validate_certs"], ca_path=params["ca_path"], timeout=params["timeout"],

@@ -12,14 +12,15 @@ import os
 import shutil
 import tempfile
 
-from .archive import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR, open_archive, save_archive
+from .formats.archive import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR, open_archive, save_archive
 from .compression import GZIP, NONE, SUFFIXES, ZSTD
 from .model import MEDIA_DOCKER_LAYER_GZIP, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, absent_layers
 from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
-from .store_layout import LayoutStore
-from . import separated, shipping
+from .stores.layout import LayoutStore
+from .formats import separated
+from . import shipping
 
 
 _LAYER_COMPRESSION = {MEDIA_OCI_LAYER_GZIP: GZIP, MEDIA_DOCKER_LAYER_GZIP: GZIP, MEDIA_OCI_LAYER_ZSTD: ZSTD}

@@ -26,10 +26,10 @@ import os
 from .digest import sha256_digest
 from .errors import ArchiveError
 from .model import Image, Layer
-from .oci_layout import blob_path
+from .formats.oci_layout import blob_path
 from .reference import parse_reference
-from .safetar import DirSource
-from .separated import file_sha256
+from .formats.safetar import DirSource
+from .formats.separated import file_sha256
 
 
 def add_bundle_files(root, info, images):

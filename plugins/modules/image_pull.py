@@ -127,7 +127,7 @@ from ansible_collections.airgap.images.plugins.module_utils.module_support impor
     Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_missing, store_from_params)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     apply_load, images_sender, load_diff, new_layer_bytes, plan_load)
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 
 
 def registry_store(params):

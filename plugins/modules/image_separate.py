@@ -157,13 +157,13 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.operations import find_wanted
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_needed, store_from_params, writer_lock)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference, resolve_all
-from ansible_collections.airgap.images.plugins.module_utils import separated
+from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 
 
 def from_images(candidates, selectors):

@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, write_directory_layer
 from ansible_collections.airgap.images.plugins.module_utils.digest import drain
 from ansible_collections.airgap.images.plugins.module_utils.errors import StoreError
 from ansible_collections.airgap.images.plugins.module_utils.model import Layer
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 from ansible_collections.airgap.images.tests.system.faults import (
     FaultProxy, VerbosePlaybook, contents, fill, leftovers, lock_waiters, small_filesystem, wait_for)
 from ansible_collections.airgap.images.tests.system.playbooks import Playbook

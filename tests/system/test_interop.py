@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.digest import chain_ids, drain
 
 pytestmark = pytest.mark.engines

@@ -17,7 +17,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.compression import GZIP, detect
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
 from ansible_collections.airgap.images.tests.system.engines import (

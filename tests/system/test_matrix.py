@@ -17,9 +17,9 @@ import os
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 from ansible_collections.airgap.images.tests.system.engines import build_test_images
 from ansible_collections.airgap.images.tests.system.matrix import generation_params
 from ansible_collections.airgap.images.tests.system.playbooks import recap, task_status, warning_lines

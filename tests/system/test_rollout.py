@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.store_layout import LayoutStore
+from ansible_collections.airgap.images.plugins.module_utils.stores.layout import LayoutStore
 from ansible_collections.airgap.images.tests.system.engines import build_test_images
 from ansible_collections.airgap.images.tests.system.ansible_runtimes import default_runtime
 from ansible_collections.airgap.images.tests.system.playbooks import clean_env, warning_lines

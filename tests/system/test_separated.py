@@ -136,7 +136,7 @@ def test_thin_load_without_the_base_tarball(separated_dir, playbook, dockerd_fac
 def _lib_archive(target, docker_images, tmp_path, source):
     """The lib image (base + lib layers) as one archive, re-assembled from the separated base and lib tarballs."""
     del target, docker_images
-    from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive  # pylint: disable=import-outside-toplevel
+    from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive  # pylint: disable=import-outside-toplevel
     path = str(tmp_path / "lib.tar")
     with open_archive(os.path.join(source, "app-a_1_lib_image.tar.gz")) as lib, \
             open_archive(os.path.join(source, "app-a_1_base_image.tar.gz")) as base:

@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import StoreError
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
-from ansible_collections.airgap.images.plugins.module_utils.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 from ansible_collections.airgap.images.tests.system.faults import FaultProxy
 
 APPS = ("airgap-test/app-a:1", "airgap-test/app-b:1")

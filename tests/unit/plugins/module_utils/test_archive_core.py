@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from ansible_collections.airgap.images.plugins.module_utils import compression
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.digest import chain_ids, sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, CompressionError, DigestMismatchError
@@ -327,7 +327,7 @@ def test_docker29_containerd_store_archive(tmp_path):
 
 
 def test_tar_writer_long_names_and_huge_sizes_use_pax():
-    from ansible_collections.airgap.images.plugins.module_utils.tarwriter import TarWriter
+    from ansible_collections.airgap.images.plugins.module_utils.formats.tarwriter import TarWriter
     out = io.BytesIO()
     writer = TarWriter(out)
     long_name = "blobs/" + "d" * 150

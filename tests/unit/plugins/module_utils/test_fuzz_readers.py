@@ -21,11 +21,11 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import OCI_ARCHIVE, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import OCI_ARCHIVE, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.model import MEDIA_OCI_LAYER_GZIP
-from ansible_collections.airgap.images.plugins.module_utils.oci_layout import build_index, build_manifest, layer_descriptor
+from ansible_collections.airgap.images.plugins.module_utils.formats.oci_layout import build_index, build_manifest, layer_descriptor
 from ansible_collections.airgap.images.plugins.module_utils.digest import sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.test_hostile_archives import (

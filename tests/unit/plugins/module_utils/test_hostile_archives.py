@@ -16,12 +16,14 @@ import time
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils import compression, separated
-from ansible_collections.airgap.images.plugins.module_utils.archive import OCI_ARCHIVE, open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils import compression
+
+from ansible_collections.airgap.images.plugins.module_utils.formats import separated
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import OCI_ARCHIVE, open_archive, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.digest import drain, sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.errors import (
     ArchiveError, CompressionError, DigestMismatchError, ImageError, UnsafeArchiveError)
-from ansible_collections.airgap.images.plugins.module_utils.safetar import TarSource
+from ansible_collections.airgap.images.plugins.module_utils.formats.safetar import TarSource
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images
 
 REG, SYM, LNK = tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
@@ -377,7 +379,7 @@ def test_padding_after_the_end_of_archive_is_bounded(tmp_path):
 
 
 def test_too_many_entries_are_refused(tmp_path, monkeypatch):
-    from ansible_collections.airgap.images.plugins.module_utils import safetar
+    from ansible_collections.airgap.images.plugins.module_utils.formats import safetar
     monkeypatch.setattr(safetar, "MAX_ENTRIES", 10)
     members = our_archive(tmp_path) + [entry("extra/%d" % number, REG, b"x") for number in range(20)]
     assert_refused(write_file(tmp_path, tar_of(members)), "more than 10 entries", "", UnsafeArchiveError)

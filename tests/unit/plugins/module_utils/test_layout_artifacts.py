@@ -13,16 +13,16 @@ import os
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.digest import sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, ImageNotFoundError, NotAnImageError
 from ansible_collections.airgap.images.plugins.module_utils.model import Artifact
-from ansible_collections.airgap.images.plugins.module_utils.oci_layout import IndexWalker, blob_path
+from ansible_collections.airgap.images.plugins.module_utils.formats.oci_layout import IndexWalker, blob_path
 from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference, resolve_all
-from ansible_collections.airgap.images.plugins.module_utils.safetar import DirSource
-from ansible_collections.airgap.images.plugins.module_utils.store import OCIStore
-from ansible_collections.airgap.images.plugins.module_utils.store_layout import LayoutStore
+from ansible_collections.airgap.images.plugins.module_utils.formats.safetar import DirSource
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import OCIStore
+from ansible_collections.airgap.images.plugins.module_utils.stores.layout import LayoutStore
 
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images
 

@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, DigestMismatchError
 from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info
 

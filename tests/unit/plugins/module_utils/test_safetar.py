@@ -10,9 +10,9 @@ import tarfile
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, UnsafeArchiveError
-from ansible_collections.airgap.images.plugins.module_utils.safetar import DirSource, TarSource
+from ansible_collections.airgap.images.plugins.module_utils.formats.safetar import DirSource, TarSource
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import tar_bytes
 
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils import separated
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats import separated
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 

@@ -6,7 +6,7 @@
 import pytest
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import StoreError
-from ansible_collections.airgap.images.plugins.module_utils.store_docker import _load_messages, _raise_for_appended_error
+from ansible_collections.airgap.images.plugins.module_utils.stores.docker import _load_messages, _raise_for_appended_error
 
 
 class Named:

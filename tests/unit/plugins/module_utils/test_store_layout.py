@@ -9,11 +9,11 @@ import tarfile
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.digest import sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
-from ansible_collections.airgap.images.plugins.module_utils.store_layout import LayoutStore
+from ansible_collections.airgap.images.plugins.module_utils.stores.layout import LayoutStore
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images, tar_bytes
 
 

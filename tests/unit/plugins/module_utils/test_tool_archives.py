@@ -19,7 +19,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.digest import drain, sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images

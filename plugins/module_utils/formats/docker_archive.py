@@ -12,12 +12,12 @@ an OCI layout and a reader learns everything but the layer bytes from its
 first blocks.
 """
 
-from .compression import NONE, detect
-from .errors import ArchiveError, InvalidReferenceError
-from .model import MEDIA_DOCKER_LAYER, MEDIA_OCI_LAYER, Image, Layer, parse_config
+from ..compression import NONE, detect
+from ..errors import ArchiveError, InvalidReferenceError
+from ..model import MEDIA_DOCKER_LAYER, MEDIA_OCI_LAYER, Image, Layer, parse_config
 from .oci_layout import (OCI_LAYOUT_BYTES, blob_path, build_index, canonical_json, digest_of_path, layer_descriptor,
                          oci_index_entries, plan_write, write_configs, write_layers, write_manifests)
-from .reference import parse_reference
+from ..reference import parse_reference
 from .tarwriter import TarWriter
 
 _UNCOMPRESSED_TYPES = (MEDIA_OCI_LAYER, MEDIA_DOCKER_LAYER)

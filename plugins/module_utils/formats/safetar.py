@@ -14,9 +14,9 @@ import os
 import posixpath
 import tarfile
 
-from .compression import NONE, DecompressingReader, ForwardSeekable, detect_file
-from .digest import CHUNK_SIZE, HashingReader, ReadStream, drain
-from .errors import ArchiveError, CompressionError, EntryNotFoundError, UnsafeArchiveError
+from ..compression import NONE, DecompressingReader, ForwardSeekable, detect_file
+from ..digest import CHUNK_SIZE, HashingReader, ReadStream, drain
+from ..errors import ArchiveError, CompressionError, EntryNotFoundError, UnsafeArchiveError
 
 MAX_JSON_SIZE = 16 * 1024 * 1024
 MAX_LINK_DEPTH = 16

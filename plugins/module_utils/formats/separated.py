@@ -18,11 +18,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from .archive import minimum_archive_size, open_archive, save_archive
-from .atomic import NoSpaceError, atomic_file, check_free_space, no_space_error
-from .compression import NONE
-from .digest import CHUNK_SIZE
-from .errors import ArchiveError, ImageError
-from .reference import parse_image_selector, parse_reference, resolve_selector
+from ..atomic import NoSpaceError, atomic_file, check_free_space, no_space_error
+from ..compression import NONE
+from ..digest import CHUNK_SIZE
+from ..errors import ArchiveError, ImageError
+from ..reference import parse_image_selector, parse_reference, resolve_selector
 from .safetar import MAX_JSON_SIZE
 
 MANIFEST = "manifest"

@@ -10,8 +10,8 @@ zero blocks as Go's archive/tar writes it.
 
 import tarfile
 
-from .digest import CHUNK_SIZE
-from .errors import ArchiveError
+from ..digest import CHUNK_SIZE
+from ..errors import ArchiveError
 
 BLOCK = tarfile.BLOCKSIZE
 

@@ -13,16 +13,16 @@ import io
 import os
 import tempfile
 
-from .atomic import atomic_file, file_lock, reporting_full_disk
+from ..atomic import atomic_file, file_lock, reporting_full_disk
 
-from .compression import GZIP, NONE, ZSTD, open_compressing_writer
-from .digest import HashingWriter, check_digest, drain, sha256_digest
-from .errors import ArchiveError, StoreError
-from .model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
-from .oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
+from ..compression import GZIP, NONE, ZSTD, open_compressing_writer
+from ..digest import HashingWriter, check_digest, drain, sha256_digest
+from ..errors import ArchiveError, StoreError
+from ..model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
+from ..formats.oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
                          index_annotations, layer_descriptor, manifest_descriptor, merge_images, read_layout,
                          read_layout_images)
-from .safetar import DirSource
+from ..formats.safetar import DirSource
 
 COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD}
 EMPTY_INDEX = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}

@@ -11,14 +11,14 @@ is fsynced and renamed, so the old file stays whole until the new one is.
 
 import os
 
-from .atomic import atomic_file, check_free_space
+from ..atomic import atomic_file, check_free_space
 
-from .digest import HashingWriter, sha256_digest
-from .compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
+from ..digest import HashingWriter, sha256_digest
+from ..compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
 from .docker_archive import read_docker_archive, write_docker_archive
-from .errors import ArchiveError, ImageError
+from ..errors import ArchiveError, ImageError
 from .oci_layout import build_manifest, digests_by_config, layer_descriptor, read_layout, write_oci_archive
-from .reference import resolve_all
+from ..reference import resolve_all
 from .safetar import DirSource, open_source
 
 DOCKER_ARCHIVE = "docker-archive"

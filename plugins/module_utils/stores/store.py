@@ -19,15 +19,15 @@ import os
 import tempfile
 import threading
 
-from .archive import open_archive
-from .docker_archive import write_docker_archive
-from .errors import ImageError, ImageNotFoundError, InvalidReferenceError, StoreError
-from .model import absent_layers
-from .reference import parse_image_selector, parse_reference, resolve_all, resolve_selector
-from .store_containerd import ContainerdStore
-from .store_docker import DockerClient, DockerStore
-from .store_layout import LayoutStore
-from .store_registry import RegistryStore
+from ..formats.archive import open_archive
+from ..formats.docker_archive import write_docker_archive
+from ..errors import ImageError, ImageNotFoundError, InvalidReferenceError, StoreError
+from ..model import absent_layers
+from ..reference import parse_image_selector, parse_reference, resolve_all, resolve_selector
+from .containerd import ContainerdStore
+from .docker import DockerClient, DockerStore
+from .layout import LayoutStore
+from .registry import RegistryStore
 
 ENGINES = ("docker", "podman", "containerd", "registry", "oci")
 PODMAN_DEFAULT_HOST = "unix:///run/podman/podman.sock"

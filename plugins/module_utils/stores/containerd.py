@@ -20,9 +20,9 @@ import shutil
 import socket
 import subprocess
 
-from .errors import ArchiveError, StoreError
-from .oci_layout import ANNOTATION_CONTAINERD_NAME, read_layout_images
-from .safetar import MAX_JSON_SIZE
+from ..errors import ArchiveError, StoreError
+from ..formats.oci_layout import ANNOTATION_CONTAINERD_NAME, read_layout_images
+from ..formats.safetar import MAX_JSON_SIZE
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "k8s.io"

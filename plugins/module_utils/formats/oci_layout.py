@@ -12,12 +12,12 @@ manifests whose config media type is not an image config's, or that carry an
 
 import json
 
-from .digest import check_digest, sha256_digest
-from .errors import ArchiveError, InvalidReferenceError, NotAnImageError
-from .model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
+from ..digest import check_digest, sha256_digest
+from ..errors import ArchiveError, InvalidReferenceError, NotAnImageError
+from ..model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
                     MEDIA_OCI_MANIFEST, Artifact, Image, Layer, parse_config)
-from .platforms import parse_platform
-from .reference import parse_reference
+from ..platforms import parse_platform
+from ..reference import parse_reference
 from .tarwriter import TarWriter
 
 LAYOUT_VERSION = "1.0.0"

@@ -19,12 +19,12 @@ import re
 import time
 from urllib.parse import urlencode, urljoin
 
-from .digest import CHUNK_SIZE, sha256_digest
-from .errors import ArchiveError, ImageNotFoundError, StoreError
+from ..digest import CHUNK_SIZE, sha256_digest
+from ..errors import ArchiveError, ImageNotFoundError, StoreError
 from .http_unix import requests, requests_missing
-from .model import MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST
-from .oci_layout import IndexWalker, build_manifest, image_from_manifest, layer_descriptor
-from .reference import parse_reference
+from ..model import MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST
+from ..formats.oci_layout import IndexWalker, build_manifest, image_from_manifest, layer_descriptor
+from ..reference import parse_reference
 
 ACCEPT = ", ".join((MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST))
 RETRIES = 4

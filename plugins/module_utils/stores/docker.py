@@ -15,8 +15,8 @@ import json
 import os
 from urllib.parse import quote
 
-from .atomic import check_free_space, reporting_full_disk
-from .errors import ImageNotFoundError, StoreError
+from ..atomic import check_free_space, reporting_full_disk
+from ..errors import ImageNotFoundError, StoreError
 from .http_unix import UNIX_BASE_URL, requests, requests_missing
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
