@@ -3,16 +3,21 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one image model every reader produces and every writer and store consumes.
 
-An image is its config bytes (image ID = their sha256), its layers in order
-(each named by its DiffID, with a way to open the uncompressed tar stream)
-and the references it is known by. Nothing here does I/O of its own: layers
-are opened through the callable their reader gave them.
+An image has two identities, and the model keeps both: its config bytes (the
+image ID classic Docker and Podman use is their sha256) and, when the source
+has one, the manifest it came with, byte for byte (the manifest digest that
+Kubernetes, containerd, registries and signatures use), and the index it was
+chosen from (a multi-platform image's digest). Each layer is named by its
+DiffID and by the blob it is stored as (digest, media type, size), and opens
+either way: ``open_blob`` gives the stored bytes, ``open`` the uncompressed
+tar. Nothing here does I/O of its own: layers are opened through the
+callable their reader gave them.
 """
 
 import functools
 import json
 
-from .compression import NONE, open_maybe_compressed
+from .compression import GZIP, NONE, ZSTD, open_maybe_compressed
 from .digest import VerifyingReader, chain_ids, check_digest, drain, sha256_digest
 from .errors import ArchiveError, DigestMismatchError
 
@@ -30,6 +35,36 @@ MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MANIFEST_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
 INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
 IMAGE_CONFIG_TYPES = (MEDIA_OCI_CONFIG, MEDIA_DOCKER_CONFIG)
+UNCOMPRESSED_LAYER_TYPES = (MEDIA_OCI_LAYER, MEDIA_DOCKER_LAYER)
+LAYER_COMPRESSION = {MEDIA_OCI_LAYER_GZIP: GZIP, MEDIA_DOCKER_LAYER_GZIP: GZIP, MEDIA_OCI_LAYER_ZSTD: ZSTD}
+
+
+class RawDocument:
+    """A manifest or an index exactly as its source stored it: the bytes, their media type and digest."""
+
+    def __init__(self, data, media_type):
+        self.data = bytes(data)
+        self.media_type = media_type
+        self.digest = sha256_digest(self.data)
+
+    @property
+    def size(self):
+        return len(self.data)
+
+    def json(self):
+        return json.loads(self.data.decode("utf-8"))
+
+    def descriptor(self, annotations=None):
+        descriptor = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if annotations:
+            descriptor["annotations"] = dict(annotations)
+        return descriptor
+
+    def __eq__(self, other):
+        return isinstance(other, RawDocument) and other.digest == self.digest
+
+    def __hash__(self):
+        return hash(self.digest)
 
 
 class Layer:
@@ -51,6 +86,16 @@ class Layer:
         self.what = what
         self._open_blob = open_blob
         self._available = available
+
+    @property
+    def stored_digest(self):
+        """The digest of the blob this layer is stored as: the blob's, or the DiffID for an uncompressed layer."""
+        return self.blob_digest or self.diff_id
+
+    @property
+    def compression(self):
+        """How the stored blob is compressed, by its media type (none, gzip, zstd)."""
+        return LAYER_COMPRESSION.get(self.media_type, NONE)
 
     @property
     def available(self):
@@ -88,23 +133,46 @@ def _finish_blob(raw):
 
 
 class Image:
-    """An image: config bytes, layers in order, references."""
+    """An image: config bytes, layers in order, references; and, when the source had them, its manifest and index.
 
-    def __init__(self, config_bytes, layers, references=(), digests=(), what="image"):
+    ``manifest`` is None only where the source has no manifest (Docker's classic store, ``docker save`` <= 24):
+    writers then make one, deterministically. ``index`` is the index the manifest was chosen from (one platform of a
+    multi-platform image) and ``platform`` its entry's platform there. ``digests`` are every digest the image is
+    known by: its manifest's, its index's, and what else the source named (RepoDigests).
+    """
+
+    def __init__(self, config_bytes, layers, references=(), digests=(), what="image", manifest=None, index=None,
+                 platform=None):
         self.config_bytes = bytes(config_bytes)
         self.config = parse_config(self.config_bytes, what)
         self.id = sha256_digest(self.config_bytes)
         self.diff_ids = [check_digest(d, "%s config rootfs.diff_ids" % what) for d in self.config["rootfs"]["diff_ids"]]
         self.layers = list(layers)
         self.references = _unique(references)
-        self.digests = _unique(digests)
+        self.manifest = manifest
+        self.index = index
+        self.platform = platform
+        self.digests = _unique([doc.digest for doc in (manifest, index) if doc is not None] + list(digests))
         self.what = what
         if len(self.layers) != len(self.diff_ids):
             raise ArchiveError("%s: layers length mismatch: the config lists %d DiffIDs, the manifest %d layers"
                                % (what, len(self.diff_ids), len(self.layers)))
-        for index, (layer, diff_id) in enumerate(zip(self.layers, self.diff_ids)):
+        for index_, (layer, diff_id) in enumerate(zip(self.layers, self.diff_ids)):
             if layer.diff_id != diff_id:
-                raise ArchiveError("%s: layer %d has DiffID %s, the config expects %s" % (what, index, layer.diff_id, diff_id))
+                raise ArchiveError("%s: layer %d has DiffID %s, the config expects %s" % (what, index_, layer.diff_id, diff_id))
+
+    @property
+    def manifest_digest(self):
+        return self.manifest.digest if self.manifest is not None else None
+
+    @property
+    def index_digest(self):
+        return self.index.digest if self.index is not None else None
+
+    @property
+    def digest(self):
+        """What a digest-pinned reference to this image names: the index's digest, else the manifest's."""
+        return self.index_digest or self.manifest_digest
 
     @property
     def chain_ids(self):
@@ -137,13 +205,33 @@ class Image:
         sizes = [layer.size for layer in self.layers]
         return None if None in sizes else sum(sizes)
 
+    def layer_blob_digest(self, layer):
+        """The digest of the blob ``layer`` is stored as in this image: the blob its manifest names, or, for an image
+        whose manifest a writer makes, the uncompressed layer's (its DiffID)."""
+        return layer.blob_digest if self.manifest is not None and layer.blob_digest is not None else layer.diff_id
+
+    def _copy(self, **changes):
+        fields = dict(config_bytes=self.config_bytes, layers=self.layers, references=self.references,
+                      digests=self.digests, what=self.what, manifest=self.manifest, index=self.index, platform=self.platform)
+        fields.update(changes)
+        return Image(**fields)
+
     def with_references(self, references):
         """The same image known by other references (the layers are shared, not copied)."""
-        return Image(self.config_bytes, self.layers, references, self.digests, self.what)
+        return self._copy(references=references)
 
     def with_digests(self, digests):
         """The same image, also known by these manifest or index digests."""
-        return Image(self.config_bytes, self.layers, self.references, self.digests + list(digests), self.what)
+        return self._copy(digests=self.digests + list(digests))
+
+    def with_layers(self, layers):
+        """The same image (same config, manifest and index) whose layers are read from elsewhere."""
+        return self._copy(layers=layers)
+
+    def without_manifest(self):
+        """The same config and layers, with no manifest or index: a writer makes a new manifest (a conversion)."""
+        kept = [digest for digest in self.digests if digest not in (self.manifest_digest, self.index_digest)]
+        return self._copy(manifest=None, index=None, platform=None, digests=kept)
 
     def describe(self):
         return self.repo_tags[0] if self.repo_tags else self.id[:19]
@@ -152,12 +240,21 @@ class Image:
         return {
             "id": self.id,
             "repo_tags": self.repo_tags,
+            "manifest_digest": self.manifest_digest,
+            "index_digest": self.index_digest,
+            "platform": self.platform_name,
             "diff_ids": list(self.diff_ids),
             "size": self.size,
             "os": self.os,
             "architecture": self.architecture,
             "created": self.created,
         }
+
+    @property
+    def platform_name(self):
+        """``os/architecture[/variant]``: the index entry's platform, else the config's."""
+        platform = self.platform or {"os": self.os, "architecture": self.architecture, "variant": self.variant}
+        return "/".join(part for part in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if part)
 
 
 class Artifact:
@@ -197,6 +294,13 @@ class Artifact:
             "references": [str(ref) for ref in self.references],
             "subject": self.subject,
         }
+
+
+def with_platforms(image, images):
+    """``image`` and, when it is one platform of an index, the other platforms of that index among ``images``."""
+    if image.index is None:
+        return [image]
+    return [image] + [other for other in images if other is not image and other.index_digest == image.index_digest]
 
 
 def absent_layers(images):

@@ -44,7 +44,7 @@ def requests_needed(params):
 def store_from_params(params):
     from .stores.store import open_store  # pylint: disable=import-outside-toplevel
     return open_store(params["engine"], params["engine_host"], namespace=params["containerd_namespace"],
-                      platform=params["platform"], username=params["username"], password=params["password"],
+                      platform=params.get("platforms") or params["platform"], username=params["username"], password=params["password"],
                       validate_certs=params["validate_certs"], ca_path=params["ca_path"], timeout=params["timeout"],
                       insecure_http=params["insecure_registry"])
 
@@ -76,9 +76,14 @@ class Stopwatch:
         return round(size / elapsed / 1e6, 1) if size and elapsed > 0 else None
 
 
-def describe_images(images):
-    """The ``images`` return value: one dict per image."""
-    return [{"id": image.id, "repo_tags": sorted(image.repo_tags), "diff_ids": list(image.diff_ids), "size": image.size}
+def describe_images(images, converted=False):
+    """The ``images`` return value: one dict per image, with both identities and whether its manifest is the
+    source's (``kept``), one made because the source had none (``made``), or a conversion asked for (``converted``)."""
+    return [{"id": image.id, "repo_tags": sorted(image.repo_tags), "diff_ids": list(image.diff_ids), "size": image.size,
+             "manifest_digest": image.manifest_digest, "index_digest": image.index_digest, "platform": image.platform_name,
+             "manifest": "kept" if image.manifest is not None else ("converted" if converted else "made"),
+             "layers": [{"diff_id": layer.diff_id, "digest": image.layer_blob_digest(layer), "compression": layer.compression
+                         if image.manifest is not None else None} for layer in image.layers]}
             for image in images]
 
 

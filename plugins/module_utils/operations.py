@@ -13,17 +13,14 @@ import shutil
 import tempfile
 
 from .formats.archive import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR, open_archive, save_archive
-from .compression import GZIP, NONE, SUFFIXES, ZSTD
-from .model import MEDIA_DOCKER_LAYER_GZIP, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, absent_layers
+from .compression import NONE, SUFFIXES
+from .model import absent_layers, with_platforms
 from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
 from .stores.layout import LayoutStore
 from .formats import separated
 from . import shipping
-
-
-_LAYER_COMPRESSION = {MEDIA_OCI_LAYER_GZIP: GZIP, MEDIA_DOCKER_LAYER_GZIP: GZIP, MEDIA_OCI_LAYER_ZSTD: ZSTD}
 
 
 # Saving -------------------------------------------------------------------------------------------------
@@ -55,30 +52,36 @@ def archive_lines(images):
     return sorted("%s %s" % (image.id, ",".join(sorted(image.repo_tags)) or "<untagged>") for image in images)
 
 
-def save_reason(wanted, dest, archive_format, compression, force):
-    """Why ``dest`` must be (re)written, or None when it already holds exactly the wanted images; and what it holds."""
+def save_reason(wanted, dest, archive_format, compression, force, convert=False):
+    """Why ``dest`` must be (re)written, or None when it already holds exactly the wanted images; and what it holds.
+
+    An image the store knows by manifest digest is in the archive when its manifest is (kept as it came, whatever
+    its layers' compression); one known by config digest when its config and layers are, its layers compressed as
+    asked for an OCI layout directory. With ``convert``, every image is known by config and compressed as asked.
+    """
     if force:
         return "force is set", []
     if not os.path.exists(dest):
         return "%s does not exist" % dest, []
     try:
-        with open_archive(dest, head_only=True) as archive:
+        with open_archive(dest, platform="all", head_only=True) as archive:
             existing = archive.images
             held_format = OCI_DIR if archive.directory else (OCI_ARCHIVE if archive.format == OCI_ARCHIVE else DOCKER_ARCHIVE)
-            held_compression = layout_compression(existing) if archive.directory else archive.compression
+            held_compression = archive.compression
     except ImageError as err:
         return "%s is not a readable image archive (%s)" % (dest, err), []
     if held_format != archive_format:
         return "%s is a %s, %s was asked for" % (dest, held_format, archive_format), existing
-    if held_compression != compression:
+    if held_format != OCI_DIR and held_compression != compression:
         return "%s is compressed with %s, %s was asked for" % (dest, held_compression, compression), existing
-    return _content_difference(wanted, existing), existing
+    layer_compression = compression if held_format == OCI_DIR else NONE
+    return _content_difference(wanted, existing, layer_compression, convert), existing
 
 
-def _content_difference(wanted, existing):
+def _content_difference(wanted, existing, layer_compression, convert):
     unmatched = list(existing)
     for item in wanted:
-        match = next((image for image in unmatched if item.store_image.same_content(image)), None)
+        match = next((image for image in unmatched if _holds(item, image, layer_compression, convert)), None)
         if match is None:
             return "%s is not in the archive, or its content differs" % item.selector
         if sorted(match.repo_tags) != sorted(item.tags):
@@ -90,11 +93,25 @@ def _content_difference(wanted, existing):
     return None
 
 
-def run_save(store, wanted, dest, archive_format, compression, level):
-    """Export from ``store`` and write ``dest``; returns (images written, SaveResult or None for a directory)."""
+def _holds(item, image, layer_compression, convert):
+    """Whether archive ``image`` is what saving ``item`` writes: its manifest kept, or one we made as asked."""
+    if convert or item.store_image.digest is None:
+        return (image.id == (item.store_image.config_digest or item.store_image.id) and image.diff_ids == item.store_image.diff_ids
+                and layout_compression([image]) == layer_compression)
+    return item.store_image.same_content(image)
+
+
+def run_save(store, wanted, dest, archive_format, compression, level, convert=False):
+    """Export from ``store`` and write ``dest``; returns (images written, SaveResult or None for a directory).
+
+    Images keep the manifests, indexes and layer blobs they came with; with ``convert`` each gets a new manifest
+    (layers uncompressed, or for an OCI layout directory compressed as asked)."""
     folder = os.path.dirname(os.path.abspath(dest))
     with store.open_images([item.selector for item in wanted], folder) as images:
-        images = [_with_tags(image, item) for image, item in zip(_in_request_order(images, wanted), wanted)]
+        images = [_with_tags(platform_image, item) for image, item in zip(_in_request_order(images, wanted), wanted)
+                  for platform_image in with_platforms(image, images)]
+        if convert:
+            images = [image.without_manifest() for image in images]
         if archive_format == OCI_DIR:
             _write_layout_dir(images, dest, compression, level)
             return images, None
@@ -105,6 +122,7 @@ def _in_request_order(images, wanted):
     ordered = []
     for item in wanted:
         match = next((image for image in images if item.store_image.same_content(image)), None)
+        match = match or next((image for image in images if image.id == item.store_image.config_digest), None)
         if match is None:
             raise ArchiveError("%s exported something other than %s" % (item.store_image, item.selector))
         ordered.append(match)
@@ -117,7 +135,7 @@ def _with_tags(image, item):
 
 def layout_compression(images):
     """How an OCI layout stores its layers: none, gzip or zstd (by media type), or mixed."""
-    kinds = {_LAYER_COMPRESSION.get(layer.media_type, NONE) for image in images for layer in image.layers}
+    kinds = {layer.compression for image in images for layer in image.layers}
     return kinds.pop() if len(kinds) == 1 else (NONE if not kinds else "mixed")
 
 
@@ -194,12 +212,12 @@ def _present(store, image):
 
 def check_layers_available(store, images):
     """A thin archive can only be loaded where the engine has the layers it leaves out."""
-    absent = [layer for image in images for layer in image.layers if not layer.available]
+    absent = [(image, layer) for image in images for layer in image.layers if not layer.available]
     if not absent:
         return
     held = store.held_layers()
-    for layer in absent:
-        if layer.diff_id not in held:
+    for image, layer in absent:
+        if not store.holds(image, layer, held):
             raise ArchiveError("%s is not in the archive and %s does not have it: load the base (or a full) archive first"
                                % (layer.what, store))
 
@@ -252,10 +270,12 @@ def archive_sender(store, archive_path, all_images):
 def images_sender(store, leave_out=frozenset()):
     """Load model images (e.g. re-assembled from separated tarballs); layers no source holds are left to the target.
 
-    The DiffIDs in ``leave_out`` (layers the target holds) are not sent either: a pull then fetches only what is new.
+    The layers in ``leave_out`` (what the target's ``held_layers`` said it holds) are not sent either: a pull then
+    fetches only what is new.
     """
     def send(images):
-        held = [layer.diff_id for image in images for layer in image.layers if layer.diff_id in leave_out]
+        held = [image.layer_blob_digest(layer) for image in images for layer in image.layers
+                if leave_out and store.holds(image, layer, leave_out)]
         store.load_images(images, omit_layers=absent_layers(images) + held)
     return send
 
@@ -270,7 +290,18 @@ def plan_shipping(store, bundle, staging=None):
     """What a host must receive of ``bundle`` (an OCI layout described by ``archive_info``) to hold all its images."""
     load_plan = plan_load(store, shipping.bundle_images(bundle))
     held = store.held_layers() if load_plan.to_load else set()
-    return shipping.files_to_ship(bundle, load_plan, held, staging)
+    key = "digest" if store.holds_blobs and not shipping.is_separated(bundle) else "diff_id"
+    return shipping.files_to_ship(bundle, load_plan, held, staging, key)
+
+
+def kept_digests(store, images):
+    """Per image (by config digest): the digest the store knows it by after a load (its manifest's or index's), or
+    None where the store knows images by config digest only (Docker's classic store, Podman)."""
+    known = {}
+    for image in images:
+        present = _present(store, image)
+        known[image.id] = present.digest if present is not None else None
+    return known
 
 
 def verify_loaded(store, images):
@@ -293,7 +324,7 @@ def describe_held(store, selectors):
         found = store.find(selector)
         entry = {"name": selector, "present": found is not None}
         if found is not None:
-            entry.update(id=found.id, repo_tags=found.repo_tags, diff_ids=list(found.diff_ids))
+            entry.update(id=found.id, digest=found.digest, repo_tags=found.repo_tags, diff_ids=list(found.diff_ids))
         held.append(entry)
     return held
 
@@ -312,14 +343,18 @@ def archive_info(path, verify=False, platform=None):
 def _image_info(image, verify):
     layers = []
     for layer in image.layers:
-        entry = {"diff_id": layer.diff_id, "digest": layer.blob_digest or layer.diff_id, "size": layer.size,
-                 "media_type": layer.media_type, "present": layer.available}
+        entry = {"diff_id": layer.diff_id, "digest": image.layer_blob_digest(layer), "size": layer.size,
+                 "blob_size": layer.blob_size, "media_type": layer.media_type, "compression": layer.compression,
+                 "present": layer.available}
         if verify and layer.available:
             with layer.open() as stream:
                 entry["size"] = drain(stream)
             entry["verified"] = True
         layers.append(entry)
     return {"id": image.id, "repo_tags": sorted(image.repo_tags), "digests": image.digests,
+            "manifest_digest": image.manifest_digest, "index_digest": image.index_digest,
+            "manifest_media_type": image.manifest.media_type if image.manifest is not None else None,
+            "platform": image.platform_name, "platform_descriptor": image.platform,
             "os": image.os, "architecture": image.architecture, "variant": image.variant,
             "created": image.created, "size": image.size, "layers": layers}
 

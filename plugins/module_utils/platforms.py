@@ -51,3 +51,38 @@ def host_platform():
     machine = _host.machine().lower()
     variant = "v7" if machine.startswith("armv7") else None
     return Platform("linux", "arm" if machine.startswith("armv") else machine, variant)
+
+
+class PlatformSelection:
+    """The platforms of a multi-platform image to use: one or several named ones, or all of them."""
+
+    def __init__(self, platforms, everything=False):
+        self.platforms = list(platforms)
+        self.everything = everything
+
+    @property
+    def several(self):
+        return self.everything or len(self.platforms) > 1
+
+    def matches(self, described):
+        return self.everything or any(platform.matches(described) for platform in self.platforms)
+
+    def matching(self, described):
+        """The selected platforms ``described`` (an index entry's ``platform``) fits."""
+        return [None] if self.everything else [platform for platform in self.platforms if platform.matches(described)]
+
+    def __str__(self):
+        return "all" if self.everything else ", ".join(str(platform) for platform in self.platforms)
+
+
+def parse_platforms(value):
+    """``all``, one platform, a comma-separated string or a list of them; None or empty → the host's platform."""
+    if value in (None, "", [], ()):
+        return PlatformSelection([host_platform()])
+    if isinstance(value, PlatformSelection):
+        return value
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = [name.strip() for name in names if name and name.strip()]
+    if "all" in names:
+        return PlatformSelection([], everything=True)
+    return PlatformSelection([parse_platform(name) for name in names])

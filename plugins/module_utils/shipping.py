@@ -25,7 +25,7 @@ import os
 
 from .digest import sha256_digest
 from .errors import ArchiveError
-from .model import Image, Layer
+from .model import Image, Layer, RawDocument
 from .formats.oci_layout import blob_path
 from .reference import parse_reference
 from .formats.safetar import DirSource
@@ -33,14 +33,22 @@ from .formats.separated import file_sha256
 
 
 def add_bundle_files(root, info, images):
-    """Add, per image of the OCI layout ``root``, its config (base64) and each layer's ``file`` and ``file_size``."""
+    """Add, per image of the OCI layout ``root``, its config, manifest and index (base64: a host loads the image
+    with the same digests) and each layer's ``file`` and ``file_size``."""
     for entry, image in zip(info["images"], images):
-        entry["config"] = base64.b64encode(image.config_bytes).decode("ascii")
+        entry["config"] = _b64(image.config_bytes)
+        for key, document in (("manifest", image.manifest), ("index", image.index)):
+            if document is not None:
+                entry[key] = {"media_type": document.media_type, "data": _b64(document.data)}
         for layer in entry["layers"]:
             layer["file"] = blob_path(layer["digest"])
             full = os.path.join(root, *layer["file"].split("/"))
             layer["file_size"] = os.path.getsize(full) if os.path.isfile(full) else None
     return info
+
+
+def _b64(data):
+    return base64.b64encode(data).decode("ascii")
 
 
 def separated_parts(root, entry):
@@ -70,9 +78,36 @@ class BundleImage:
         self.parts = entry.get("parts") or {}
         self.diff_ids = [layer["diff_id"] for layer in self.layers]
         self.size = entry.get("size")
+        self.manifest = _document(entry, "manifest")
+        self.index = _document(entry, "index")
+        self.platform = entry.get("platform_descriptor")
+        self.digests = _unique([doc.digest for doc in (self.manifest, self.index) if doc is not None] + self.digests)
+
+    @property
+    def digest(self):
+        return (self.index or self.manifest).digest if (self.index or self.manifest) else None
 
     def describe(self):
         return ", ".join(self.repo_tags) or self.id
+
+
+def _document(entry, key):
+    """The manifest or index a bundle entry carries, checked against the digest it gives for it."""
+    value = entry.get(key)
+    if not value:
+        return None
+    try:
+        document = RawDocument(base64.b64decode(value.get("data") or "", validate=True), value.get("media_type"))
+    except (binascii.Error, ValueError, TypeError, AttributeError):
+        document = None
+    if document is None or document.digest != entry.get(key + "_digest"):
+        raise ArchiveError("bundle: the %s given for image %s does not hash to its %s_digest (describe the bundle with "
+                           "image_archive_info on an OCI layout directory)" % (key, entry.get("id"), key))
+    return document
+
+
+def _unique(items):
+    return list(dict.fromkeys(items))
 
 
 def _config_bytes(entry):
@@ -120,7 +155,8 @@ def bundle_images_from(bundle, directory):
     images = []
     for entry, described in zip(bundle["images"], bundle_images(bundle)):
         layers = [_layer(source, layer, "%s layer %d" % (described.describe(), index)) for index, layer in enumerate(described.layers)]
-        images.append(Image(_config_bytes(entry), layers, described.references, described.digests, what=described.describe()))
+        images.append(Image(_config_bytes(entry), layers, described.references, described.digests, what=described.describe(),
+                            manifest=described.manifest, index=described.index, platform=described.platform))
     return images
 
 
@@ -167,10 +203,11 @@ def _bundle_bytes(bundle):
     return sum({entry["file"]: entry["file_size"] for entry in _bundle_files(bundle)}.values())
 
 
-def files_to_ship(bundle, load_plan, held_layers, staging=None):
+def files_to_ship(bundle, load_plan, held_layers, staging=None, key="diff_id"):
     """The files a host needs for ``load_plan``, minus intact staged copies (a file already in ``staging`` counts
-    only when it hashes to its recorded sha256)."""
-    wanted = _separated_files(load_plan, held_layers) if is_separated(bundle) else _layer_files(load_plan, held_layers)
+    only when it hashes to its recorded sha256). ``key`` says how the host's store holds layers: by blob ``digest``
+    (containerd, OCI layouts) or by ``diff_id`` (Docker, Podman)."""
+    wanted = _separated_files(load_plan, held_layers) if is_separated(bundle) else _layer_files(load_plan, held_layers, key)
     if wanted and is_separated(bundle):
         wanted.append((bundle["manifest"], []))
     ship, staged, missing = [], [], []
@@ -185,12 +222,12 @@ def files_to_ship(bundle, load_plan, held_layers, staging=None):
     return ShippingPlan(load_plan, ship, staged, missing, bundle)
 
 
-def _layer_files(load_plan, held_layers):
+def _layer_files(load_plan, held_layers, key):
     """Layer files of the images to load that the store does not hold, each once, bottom layers first."""
     wanted, seen = [], set()
     for image in load_plan.to_load:
         for layer in image.layers:
-            if layer["diff_id"] not in held_layers and layer["file"] not in seen:
+            if layer[key] not in held_layers and layer["file"] not in seen:
                 seen.add(layer["file"])
                 wanted.append((dict(layer, sha256=layer["file"].rsplit("/", 1)[-1]), [layer["diff_id"]]))
     return wanted

@@ -144,6 +144,29 @@ images:
       description: Uncompressed size of the layers in bytes, when known from the archive's metadata.
       type: int
       sample: 73400320
+    manifest_digest:
+      description: Digest of the image's manifest in the archive.
+      type: str
+      sample: sha256:9b1b4d2bd4b4fc0a4b8d8c62e5eeb4f4b7e1fa3b1f0e4ad7b0f8a47cdd0d4f8e
+    index_digest:
+      description: Digest of the multi-platform index the image is one platform of (null for a single-platform image).
+      type: str
+      sample: null
+    platform:
+      description: The image's platform (of a multi-platform image, the one loaded - the host's unless O(platform) names another).
+      type: str
+      sample: linux/amd64
+    target_digest:
+      description:
+        - The digest the target knows the image by after the task - its index's or manifest's - or null where the
+          target knows images by config digest only (Docker's classic store and Podman, which also drop the digest
+          an image was pulled by). Not returned in check mode.
+      type: str
+      sample: sha256:9b1b4d2bd4b4fc0a4b8d8c62e5eeb4f4b7e1fa3b1f0e4ad7b0f8a47cdd0d4f8e
+    digest_kept:
+      description: Whether RV(images[].target_digest) is the archive's digest for the image (its index's, else its manifest's). Not returned in check mode.
+      type: bool
+      sample: true
 loaded:
   description: IDs of the images sent to the target.
   returned: success
@@ -191,7 +214,7 @@ from ansible_collections.airgap.images.plugins.module_utils.errors import ImageE
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    LoadPlan, apply_load, archive_sender, images_sender, load_diff, plan_load)
+    LoadPlan, apply_load, archive_sender, images_sender, kept_digests, load_diff, plan_load)
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from
 from ansible_collections.airgap.images.plugins.module_utils.reference import resolve_all
@@ -222,6 +245,13 @@ def open_source(params):
 
 def _selected(params, images):
     return resolve_all(params["images"], images, "the archive") if params["images"] else images
+
+
+def add_target_digests(described, known):
+    """What each image is known by on the target, beside its digest in the archive."""
+    for entry in described:
+        entry["target_digest"] = known.get(entry["id"])
+        entry["digest_kept"] = entry["target_digest"] is not None and entry["target_digest"] == (entry["index_digest"] or entry["manifest_digest"])
 
 
 def main():
@@ -260,6 +290,8 @@ def main():
             if module._diff:  # pylint: disable=protected-access
                 result["diff"] = load_diff(images, plan)
             loaded, tagged = apply_load(store, images, plan, send(store), module.check_mode)
+            if not module.check_mode:
+                add_target_digests(result["images"], kept_digests(store, images))
             result.update(loaded=loaded, tagged=tagged,
                           bytes_sent=0 if module.check_mode else sum(image.size or 0 for image in images if image.id in loaded))
     except ImageError as err:

@@ -10,8 +10,12 @@ version_added: 0.1.0
 description:
   - Exports images from Docker, Podman, containerd, a registry or an OCI layout directory and writes them as one
     archive that C(docker load), C(podman load), C(ctr images import) and skopeo all read.
-  - Idempotent on content. When O(dest) already holds exactly these images (same config digests, same layers,
-    same tags) in the asked format and compression, nothing is exported and the task reports C(ok). Only the
+  - Keeps each image's identity. Manifests, indexes and layer blobs are written as they came, so an image has
+    the same manifest digest (and a multi-platform image the same index digest) in the archive as at the source,
+    and wherever the archive is loaded. Only where the source has no manifest (Docker's classic store) is one made.
+  - Idempotent on content. When O(dest) already holds exactly these images (the same manifest digests where the
+    store knows images by them, else the same config digests and layers; the same tags) in the asked format and
+    compression, nothing is exported and the task reports C(ok). Only the
     head of the archive is read for that, so the check takes well under a second even for archives of many GB.
   - Atomic. The archive is written to a temporary file beside O(dest), synced and renamed; on any failure
     the previous O(dest) is left as it was and no temporary file remains.
@@ -54,11 +58,30 @@ options:
       - Compression of the whole archive. V(gzip) uses isal when installed (about 500 MB/s), zlib otherwise.
         V(zstd) needs the C(zstandard) Python package.
       - Engines read compressed archives directly; zstd needs Docker 23 or newer.
-      - For O(format=oci-dir), each layer blob is compressed instead (media type C(tar+gzip) or C(tar+zstd)), stored under
-        the digest of the compressed bytes with its uncompressed size recorded on the descriptor.
+      - For O(format=oci-dir), the layer blobs this task makes are compressed instead (media type C(tar+gzip) or
+        C(tar+zstd)), stored under the digest of the compressed bytes with their uncompressed size recorded on the
+        descriptor. Layers an image came with stay as they came (see O(convert)).
     type: str
     choices: [none, gzip, zstd]
     default: none
+  platforms:
+    description:
+      - The platforms of multi-platform images to save (V(linux/amd64), V(linux/arm64), ...), or V(all).
+      - The image's index is kept whole, so its digest survives even when only some platforms' blobs are saved;
+        each host then loads its own platform (M(airgap.images.image_load) picks the host's by default).
+      - Defaults to O(platform), else the managed host's platform.
+    type: list
+    elements: str
+  convert:
+    description:
+      - By default every image keeps the manifest, index and layer blobs it came with, byte for byte, so its
+        manifest digest (what Kubernetes pins and cosign signs) is the same in the archive and wherever it is
+        loaded. Images whose source has no manifest (Docker's classic store) get one made here, deterministically.
+      - With V(true), every image gets a new manifest, its layers uncompressed in an archive or compressed as
+        O(compression) says in an O(format=oci-dir). Converted images have new manifest digests (RV(images[].manifest)
+        says V(converted)); their config digests (image IDs) stay.
+    type: bool
+    default: false
   compression_level:
     description:
       - Level on the usual scale (gzip 1-9, zstd 1-22). Defaults to 1 for gzip and 3 for zstd.
@@ -135,6 +158,29 @@ images:
       description: Uncompressed size of the layers in bytes (null when it is not known without reading them).
       type: int
       sample: 73400320
+    manifest_digest:
+      description: Digest of the image's manifest in the archive (null only when reported from an archive without manifests).
+      type: str
+      sample: sha256:9b1b4d2bd4b4fc0a4b8d8c62e5eeb4f4b7e1fa3b1f0e4ad7b0f8a47cdd0d4f8e
+    index_digest:
+      description: Digest of the multi-platform index the image is one platform of, kept as it came; null for a single-platform image.
+      type: str
+      sample: sha256:2f3a8e2a3bc0f0bd8d9b1e7f8a5c6d4e3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e
+    platform:
+      description: The image's platform, C(os/architecture[/variant]).
+      type: str
+      sample: linux/amd64
+    manifest:
+      description:
+        - V(kept) when the manifest is the source's, byte for byte (same digest as the source); V(made) when the source had
+          none (Docker's classic store) and this task made it; V(converted) when O(convert) made a new one.
+      type: str
+      sample: kept
+    layers:
+      description: Each layer's DiffID, the digest of the blob it is stored as, and that blob's compression (null for a blob this task made).
+      type: list
+      elements: dict
+      sample: [{diff_id: "sha256:d4f5...", digest: "sha256:a1b2...", compression: gzip}]
 dest:
   description: The archive path.
   returned: always
@@ -192,6 +238,8 @@ def main():
             format=dict(type="str", default="docker-archive", choices=["docker-archive", "oci-archive", "oci-dir"]),
             compression=dict(type="str", default="none", choices=["none", "gzip", "zstd"]),
             compression_level=dict(type="int"),
+            platforms=dict(type="list", elements="str"),
+            convert=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
@@ -208,15 +256,17 @@ def main():
         wanted = find_wanted(store, params["images"])
         compression = params["compression"]
         with writer_lock(params["dest"], module.check_mode):
-            reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"])
+            reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"],
+                                           params["convert"])
             result.update(changed=bool(reason), msg=reason or "%s already holds these images" % params["dest"],
                           images=describe_images(existing) if not reason else [])
             if module._diff:  # pylint: disable=protected-access
                 result["diff"] = dict(before="\n".join(archive_lines(existing)) + "\n",
                                       after="\n".join(sorted(item.line() for item in wanted)) + "\n")
             if reason and not module.check_mode:
-                images, saved = run_save(store, wanted, params["dest"], params["format"], compression, params["compression_level"])
-                result["images"] = describe_images(images)
+                images, saved = run_save(store, wanted, params["dest"], params["format"], compression,
+                                         params["compression_level"], params["convert"])
+                result["images"] = describe_images(images, params["convert"])
                 if saved is not None:
                     result.update(sha256=saved.sha256, compressor=saved.compressor)
                 written = sum(image["size"] or 0 for image in result["images"])

@@ -13,11 +13,12 @@ import os
 
 from ..atomic import atomic_file, check_free_space
 
-from ..digest import HashingWriter, sha256_digest
+from ..digest import HashingWriter
 from ..compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
 from .docker_archive import read_docker_archive, write_docker_archive
 from ..errors import ArchiveError, ImageError
-from .oci_layout import build_manifest, digests_by_config, layer_descriptor, read_layout, write_oci_archive
+from .oci_layout import read_layout, write_oci_archive
+from ..platforms import parse_platforms
 from ..reference import resolve_all
 from .safetar import DirSource, open_source
 
@@ -73,32 +74,63 @@ class Archive:
 def open_archive(path, platform=None, head_only=False):
     """The images of the archive at ``path``.
 
-    ``head_only`` reads no further into a compressed docker-archive than its
-    metadata (which our writer puts first): what idempotency checks need. The
-    images then carry the manifest digest our writer gives them instead of the
-    digests index.json lists.
+    ``head_only`` says only metadata will be read (what idempotency checks need):
+    our writer puts it all before the first layer.
     """
     return Archive(path, platform, head_only)
 
 
-def _read(source, platform, head_only=False):
+def _read(source, platform, head_only=False):  # pylint: disable=unused-argument
+    """Our writer puts every manifest, index and config before the first layer, so even a compressed archive's
+    identity is read from its first blocks (``head_only`` needs nothing else)."""
     if source.exists("manifest.json"):
         try:
             images = read_docker_archive(source)
         except ArchiveError:
             _refuse_directory_transport(source)
             raise
-        if head_only and source.compression != NONE:
-            return DOCKER_ARCHIVE, [image.with_digests(_our_manifest_digest(image)) for image in images], []
         if not (source.exists("index.json") and source.exists("oci-layout")):
             return DOCKER_ARCHIVE, images, []
-        digests = digests_by_config(source, platform)
-        return DOCKER_ARCHIVE + "+oci", [image.with_digests(digests.get(image.id, [])) for image in images], []
+        return DOCKER_ARCHIVE + "+oci", _with_manifests(images, source, platform), []
     if source.exists("index.json"):
         images, artifacts = read_layout(source, platform)
         return OCI_DIR if isinstance(source, DirSource) else OCI_ARCHIVE, images, artifacts
     raise ArchiveError("%s: not an image archive: it has neither manifest.json (docker save) nor index.json (OCI layout); "
                        "a root filesystem tarball is loaded with `docker import`, not as an image archive" % source.label)
+
+
+def _with_manifests(images, source, platform):
+    """The images ``manifest.json`` lists, each with the manifest (and index) the OCI side of the archive has for its
+    config, and the names of both sides; of a multi-platform image, only the selected platforms'."""
+    selection = parse_platforms(platform)
+    by_config = {}
+    for image in read_layout(source, "all")[0]:
+        by_config.setdefault(image.id, image)
+    chosen, offered = [], {}
+    for image in images:
+        found = by_config.get(image.id)
+        if found is None:
+            chosen.append(image)
+            continue
+        if found.index is not None:
+            offered.setdefault(found.index.digest, []).append(found.platform_name)
+            if not selection.matches(found.platform):
+                continue
+        chosen.append(_sized_like(found, image).with_references(image.references + found.references))
+    served = {image.index.digest for image in chosen if image.index is not None}
+    for index_digest, platforms in offered.items():
+        if index_digest not in served:
+            raise ArchiveError("%s: index %s has no manifest for platform %s in the archive (it holds: %s); pass the "
+                               "platform the archive holds" % (source.label, index_digest, selection, ", ".join(platforms)))
+    return chosen
+
+
+def _sized_like(found, listed):
+    """The layout's image, each layer's uncompressed size taken from ``manifest.json``'s side when only that knows it."""
+    for layer, other in zip(found.layers, listed.layers):
+        if layer.size is None:
+            layer.size = other.size
+    return found
 
 
 def _refuse_directory_transport(source):
@@ -108,13 +140,6 @@ def _refuse_directory_transport(source):
         raise ArchiveError("%s: not an image archive: it is a containers/image `dir:` layout (one image's manifest and "
                            "blobs, as `skopeo copy ... dir:PATH` or `podman save --format docker-dir` write it); make an "
                            "archive of it with `skopeo copy dir:PATH oci-archive:FILE` (or docker-archive:FILE)" % source.label)
-
-
-def _our_manifest_digest(image):
-    sizes = [layer.size for layer in image.layers]
-    if None in sizes:
-        return []
-    return [sha256_digest(build_manifest(image, [layer_descriptor(d, size) for d, size in zip(image.diff_ids, sizes)]))]
 
 
 class SaveResult:
@@ -150,11 +175,14 @@ def save_archive(images, dest, archive_format=DOCKER_ARCHIVE, compression=NONE, 
 
 
 def minimum_archive_size(images, omit_layers=()):
-    """Bytes an uncompressed archive of ``images`` takes at least (its layers and configs); None when a size is unknown."""
+    """Bytes an uncompressed archive of ``images`` takes at least (its layer blobs and configs); None when a size is
+    unknown. A layer is counted as it is stored: its blob for an image that keeps its manifest, else uncompressed."""
     sizes = {}
     for image in images:
         sizes[image.id] = len(image.config_bytes)
         for layer in image.layers:
-            if layer.diff_id not in omit_layers and layer.available:
-                sizes[layer.diff_id] = layer.size
+            if layer.diff_id in omit_layers or layer.stored_digest in omit_layers or not layer.available:
+                continue
+            kept = image.manifest is not None and layer.blob_digest is not None
+            sizes[layer.stored_digest if kept else layer.diff_id] = layer.blob_size if kept else layer.size
     return None if None in sizes.values() else sum(sizes.values())

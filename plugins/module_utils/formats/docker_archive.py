@@ -6,17 +6,15 @@
 Read: Docker <= 24 (``<id>/layer.tar``, symlinked duplicates), Docker 25+ and
 containerd (``blobs/sha256/...``, maybe compressed), skopeo and podman
 (``<diffid>.tar``). Written: metadata first (``manifest.json``,
-``repositories``, configs), then each layer once as ``blobs/sha256/<diffid>``,
-then OCI manifests, ``index.json`` and ``oci-layout``, so the archive is also
-an OCI layout and a reader learns everything but the layer bytes from its
-first blocks.
+``repositories``, ``oci-layout``, ``index.json``, manifests, indexes,
+configs), then each layer blob once, so the archive is also an OCI layout and
+a reader learns everything but the layer bytes from its first blocks.
 """
 
 from ..compression import NONE, detect
 from ..errors import ArchiveError, InvalidReferenceError
 from ..model import MEDIA_DOCKER_LAYER, MEDIA_OCI_LAYER, Image, Layer, parse_config
-from .oci_layout import (OCI_LAYOUT_BYTES, blob_path, build_index, canonical_json, digest_of_path, layer_descriptor,
-                         oci_index_entries, plan_write, write_configs, write_layers, write_manifests)
+from .oci_layout import WritePlan, blob_path, canonical_json, digest_of_path, write_layers, write_layout_head
 from ..reference import parse_reference
 from .tarwriter import TarWriter
 
@@ -113,36 +111,38 @@ def _is_uncompressed(source, path):
 def write_docker_archive(images, sink, omit_layers=()):
     """Write ``images`` as our docker-archive flavour to the binary writer ``sink``.
 
-    ``omit_layers`` (DiffIDs) are left out: a *thin* archive for a target that
-    already holds them. Returns the TarWriter's byte count.
+    ``manifest.json`` points at the same blobs as the OCI side: each layer as it came (Docker and podman decompress
+    a compressed layer as they load it). ``omit_layers`` (DiffIDs or blob digests) are left out: a *thin* archive for
+    a target that already holds them. Returns the TarWriter's byte count.
     """
-    images, layers, sizes, manifests = plan_write(images, omit_layers)
+    plan = WritePlan(images, omit_layers)
     tar = TarWriter(sink)
-    tar.add_bytes("manifest.json", canonical_json([_manifest_item(image, sizes) for image in images]) + b"\n")
-    repositories = _repositories(images)
+    tar.add_bytes("manifest.json", canonical_json(_manifest_items(plan)) + b"\n")
+    repositories = _repositories(plan.images)
     if repositories:
         tar.add_bytes("repositories", canonical_json(repositories) + b"\n")
-    tar.add_dir("blobs")
-    tar.add_dir("blobs/sha256")
-    write_configs(tar, images)
-    write_layers(tar, layers, sizes)
-    write_manifests(tar, manifests)
-    tar.add_bytes("index.json", build_index(oci_index_entries(images, manifests, "tag")))
-    tar.add_bytes("oci-layout", OCI_LAYOUT_BYTES)
+    write_layout_head(tar, plan, "tag")
+    write_layers(tar, plan.layers_to_write())
     tar.close()
     return tar.position
 
 
-def _manifest_item(image, sizes):
-    """RepoTags are fully qualified: Docker familiarises them on load, and podman would otherwise apply
-    its short-name rules (``localhost/...``). LayerSources (as Docker 25+ writes them) give every layer's
-    size in the head of the archive."""
-    return {
-        "Config": blob_path(image.id),
-        "RepoTags": [str(ref) for ref in image.references if ref.tag and not ref.digest],
-        "Layers": [blob_path(diff_id) for diff_id in image.diff_ids],
-        "LayerSources": {diff_id: layer_descriptor(diff_id, sizes[diff_id]) for diff_id in image.diff_ids},
-    }
+def _manifest_items(plan):
+    """One entry per image. RepoTags are fully qualified (Docker familiarises them on load, and podman would
+    otherwise apply its short-name rules, ``localhost/...``); a tag goes to the first image that has it, so the
+    platforms of one index do not fight over it. LayerSources (as Docker 25+ writes them) give the size of every
+    uncompressed layer in the head of the archive."""
+    items, given = [], set()
+    for image, stored in zip(plan.images, plan.stored):
+        tags = [str(ref) for ref in image.references if ref.tag and not ref.digest and str(ref) not in given]
+        given.update(tags)
+        items.append({
+            "Config": blob_path(image.id),
+            "RepoTags": tags,
+            "Layers": [blob_path(layer.digest) for layer in stored],
+            "LayerSources": {layer.diff_id: layer.descriptor() for layer in stored if layer.digest == layer.diff_id},
+        })
+    return items
 
 
 def _repositories(images):
@@ -150,5 +150,5 @@ def _repositories(images):
     for image in images:
         for ref in image.references:
             if ref.tag and image.diff_ids:
-                repositories.setdefault(ref.familiar_name(), {})[ref.tag] = image.diff_ids[-1].split(":", 1)[1]
+                repositories.setdefault(ref.familiar_name(), {}).setdefault(ref.tag, image.diff_ids[-1].split(":", 1)[1])
     return repositories

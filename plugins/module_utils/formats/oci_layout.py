@@ -15,8 +15,9 @@ import json
 from ..digest import check_digest, sha256_digest
 from ..errors import ArchiveError, InvalidReferenceError, NotAnImageError
 from ..model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
-                    MEDIA_OCI_MANIFEST, Artifact, Image, Layer, parse_config)
-from ..platforms import parse_platform
+                    MEDIA_OCI_MANIFEST, UNCOMPRESSED_LAYER_TYPES, Artifact, Image, Layer, RawDocument,
+                     parse_config)
+from ..platforms import parse_platforms
 from ..reference import parse_reference
 from .tarwriter import TarWriter
 
@@ -94,29 +95,38 @@ def manifest_artifact_type(manifest):
 
 def read_manifest(source, descriptor, what):
     """The manifest ``descriptor`` names, verified, with the fields an image or an artifact needs."""
-    manifest = _parse_json(read_verified_blob(source, descriptor, what + " manifest"), source.label, what + " manifest")
+    return parse_manifest(read_verified_blob(source, descriptor, what + " manifest"), source.label, what)
+
+
+def parse_manifest(data, label, what):
+    manifest = _parse_json(data, label, what + " manifest")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
-        raise ArchiveError("%s: %s: not an image manifest (needs config and layers)" % (source.label, what))
-    check_descriptor(manifest["config"], "%s: %s config" % (source.label, what))
+        raise ArchiveError("%s: %s: not an image manifest (needs config and layers)" % (label, what))
+    check_descriptor(manifest["config"], "%s: %s config" % (label, what))
     for position, layer in enumerate(manifest["layers"]):
-        check_descriptor(layer, "%s: %s layer %d" % (source.label, what, position))
+        check_descriptor(layer, "%s: %s layer %d" % (label, what, position))
     if not isinstance(manifest.get("artifactType", ""), str):
-        raise ArchiveError("%s: %s: artifactType %r is not a string" % (source.label, what, manifest["artifactType"]))
+        raise ArchiveError("%s: %s: artifactType %r is not a string" % (label, what, manifest["artifactType"]))
     if manifest.get("subject") is not None:
-        check_descriptor(manifest["subject"], "%s: %s subject" % (source.label, what))
+        check_descriptor(manifest["subject"], "%s: %s subject" % (label, what))
     return manifest
 
 
 class Found:
     """A manifest reached through index.json: an image's (``artifact_type`` None) or an artifact's.
 
-    ``manifest`` is None for an entry that is neither a manifest nor an index (its format is not ours to read).
+    ``raw`` is the manifest as stored; ``index`` the top-level index it was chosen from (None when index.json names
+    the manifest itself) and ``platform`` its entry's platform there. ``manifest`` is None for an entry that is
+    neither a manifest nor an index (its format is not ours to read).
     """
 
-    def __init__(self, descriptor, manifest, artifact_type):
+    def __init__(self, descriptor, manifest, artifact_type, raw=None, index=None, platform=None):
         self.descriptor = descriptor
         self.manifest = manifest
         self.artifact_type = artifact_type
+        self.raw = raw
+        self.index = index
+        self.platform = platform
 
     @property
     def is_image(self):
@@ -133,7 +143,7 @@ class Found:
 
 
 class LayoutEntry:
-    """One top-level entry of index.json: the names it carries and what it leads to (one image, or artifacts)."""
+    """One top-level entry of index.json: the names it carries and what it leads to (images, or artifacts)."""
 
     def __init__(self, descriptor, found, where):
         annotations = descriptor.get("annotations") or {}
@@ -147,18 +157,22 @@ class LayoutEntry:
     def is_image(self):
         return self.found[0].is_image
 
+    def images(self):
+        return [found for found in self.found if found.is_image]
+
     def artifacts(self):
         return [found.artifact(self) for found in self.found]
 
 
 class IndexWalker:
-    """Finds, for each top-level entry of index.json, the image manifest to use, or the artifacts it is."""
+    """Finds, for each top-level entry of index.json, the image manifests to use (of an index: the selected
+    platforms'), or the artifacts it is."""
 
     def __init__(self, source, platform):
         self.source = source
-        self.platform = parse_platform(platform)
-        self.explicit_platform = bool(platform)
+        self.platforms = parse_platforms(platform)
         self._manifests = {}
+        self._raw = {}
 
     def entries(self, index):
         found = []
@@ -167,44 +181,70 @@ class IndexWalker:
             found.append(LayoutEntry(descriptor, self.choose(descriptor, where), where))
         return found
 
-    def choose(self, descriptor, what, depth=0):
-        """What ``descriptor`` leads to: ``[Found]`` of its image manifest (of an index: the platform's), else the
-        artifacts it is or its index holds."""
+    def choose(self, descriptor, what, depth=0, top=None):
+        """What ``descriptor`` leads to: ``[Found]`` of its image manifests (of an index: the selected platforms'),
+        else of the artifacts it is or its index holds. ``top`` is the top-level index walked through."""
         media_type = descriptor.get("mediaType")
         if media_type in MANIFEST_TYPES or media_type is None:
             manifest = self.manifest(descriptor, what)
-            return [Found(descriptor, manifest, manifest_artifact_type(manifest))]
+            platform = descriptor.get("platform") if top is not None else None
+            return [Found(descriptor, manifest, manifest_artifact_type(manifest), self._raw[descriptor["digest"]], top, platform)]
         if media_type not in INDEX_TYPES:
             return [self._foreign(descriptor, what)]
         if depth >= _MAX_INDEX_DEPTH:
             raise ArchiveError("%s: %s: indexes nested more than %d deep" % (self.source.label, what, _MAX_INDEX_DEPTH))
-        index = _parse_json(read_verified_blob(self.source, descriptor, what + " index"), self.source.label, what)
-        candidates = [d for d in _entries(index, what) if not _is_attestation(d) and self.platform.matches(d.get("platform"))]
+        data = read_verified_blob(self.source, descriptor, what + " index")
+        index = _parse_json(data, self.source.label, what)
+        top = top or RawDocument(data, media_type)
+        members = [d for d in _entries(index, what) if not _is_attestation(d)]
+        candidates = [d for d in members if self.platforms.matches(d.get("platform"))]
         present = [d for d in candidates if self.source.exists(blob_path(check_digest(d.get("digest"), what)))]
         if not present:
-            listed = sorted({_describe_platform(d.get("platform")) for d in _entries(index, what) if not _is_attestation(d)})
+            listed = sorted({_describe_platform(d.get("platform")) for d in members})
             raise ArchiveError("%s: %s has no manifest for platform %s in the archive (listed: %s); pass the platform "
-                               "the archive holds" % (self.source.label, what, self.platform, ", ".join(listed) or "none"))
-        artifacts = []
-        for member in present:
-            found = self.choose(member, what + " > " + _describe_platform(member.get("platform")), depth + 1)
-            if found[0].is_image:
-                return found
-            artifacts.extend(found)
-        return artifacts
+                               "the archive holds" % (self.source.label, what, self.platforms, ", ".join(listed) or "none"))
+        return self._chosen(present, what, depth, top)
 
-    def choose_image(self, descriptor, what):
-        """The Found of the image ``descriptor`` leads to; NotAnImageError saying what it is when it is an artifact."""
+    def _chosen(self, present, what, depth, top):
+        """Of an index's present entries, the image of each selected platform (the first that fits), or all of them
+        for ``all``; the artifacts they are when none is an image."""
+        images, artifacts, served = [], [], set()
+        for member in present:
+            wanted = [str(p) for p in self.platforms.matching(member.get("platform"))]
+            if not self.platforms.everything and all(name in served for name in wanted):
+                continue
+            found = self.choose(member, what + " > " + _describe_platform(member.get("platform")), depth + 1, top)
+            if not found[0].is_image:
+                artifacts.extend(found)
+                continue
+            images.extend(found)
+            served.update(wanted)
+            if not self.platforms.several:
+                break
+        missing = [str(p) for p in self.platforms.platforms if str(p) not in served] if images and self.platforms.several else []
+        if missing:
+            raise ArchiveError("%s: %s has no manifest for platform %s in the archive" % (self.source.label, what, ", ".join(missing)))
+        return images or artifacts
+
+    def choose_images(self, descriptor, what):
+        """The Founds of the images ``descriptor`` leads to; NotAnImageError saying what it is when it is an artifact."""
         found = self.choose(descriptor, what)
         if not found[0].is_image:
             raise NotAnImageError("%s: %s is an artifact (%s), not an image"
                                   % (self.source.label, what, ", ".join(sorted({f.artifact_type for f in found}))))
-        return found[0]
+        return found
+
+    def choose_image(self, descriptor, what):
+        """The Found of the (first selected platform's) image ``descriptor`` leads to."""
+        return self.choose_images(descriptor, what)[0]
 
     def manifest(self, descriptor, what):
         digest = check_digest(descriptor.get("digest"), what)
         if digest not in self._manifests:
-            self._manifests[digest] = read_manifest(self.source, descriptor, what)
+            data = read_verified_blob(self.source, descriptor, what + " manifest")
+            self._manifests[digest] = parse_manifest(data, self.source.label, what)
+            self._raw[digest] = RawDocument(data, descriptor.get("mediaType") or self._manifests[digest].get("mediaType")
+                                            or MEDIA_OCI_MANIFEST)
         return self._manifests[digest]
 
     def _foreign(self, descriptor, what):
@@ -270,7 +310,7 @@ def check_layout_version(source):
 
 
 def read_layout(source, platform=None):
-    """``(images, artifacts)`` of an OCI layout (directory or archive): one of each per distinct manifest, names merged."""
+    """``(images, artifacts)`` of an OCI layout (directory or archive): one image per distinct manifest, names merged."""
     check_layout_version(source)
     by_manifest = {}
     artifacts = []
@@ -278,12 +318,12 @@ def read_layout(source, platform=None):
         if not entry.is_image:
             artifacts.extend(entry.artifacts())
             continue
-        found = entry.found[0]
-        named = by_manifest.setdefault(found.descriptor["digest"], (found, entry.where, [], [found.descriptor["digest"]]))
-        named[2].extend(entry.references)
-        if entry.digest and entry.digest not in named[3]:
-            named[3].append(entry.digest)
-    images = [image_from_manifest(source, found.descriptor, references, digests, found.manifest, where)
+        for found in entry.images():
+            named = by_manifest.setdefault(found.descriptor["digest"], (found, entry.where, [], []))
+            named[2].extend(entry.references)
+            if entry.digest and entry.digest not in named[3]:
+                named[3].append(entry.digest)
+    images = [image_from_found(source, found, references, digests, where)
               for found, where, references, digests in by_manifest.values()]
     return images, merge_artifacts(artifacts)
 
@@ -306,34 +346,11 @@ def merge_artifacts(artifacts):
     return list(merged.values())
 
 
-def digests_by_config(source, platform=None):
-    """``{config digest: [manifest digest, index digest…]}`` for the images index.json names.
-
-    Lets a docker-archive that is also an OCI layout (Docker 25+, containerd,
-    ours) report the digests Docker's containerd store uses as image IDs.
-    """
-    check_layout_version(source)
-    found = {}
-    for entry in IndexWalker(source, platform).entries(source.read_json("index.json")):
-        if not entry.is_image:
-            continue
-        image = entry.found[0]
-        config_digest = image.manifest["config"].get("digest")
-        if isinstance(config_digest, str):
-            digests = found.setdefault(config_digest, [])
-            for digest in (image.descriptor["digest"], entry.digest):
-                if digest and digest not in digests:
-                    digests.append(digest)
-    return found
-
-
-def image_from_manifest(source, descriptor, references, digests, manifest=None, where=None):
-    """The image of the manifest ``descriptor`` names (``manifest``: its JSON, when already read); ``where`` names
-    the index entry it was found through."""
-    name = "%smanifest %s" % (where + ": " if where else "", descriptor["digest"][:19])
+def image_from_found(source, found, references, digests, where=None):
+    """The image of the manifest ``found`` (an IndexWalker's answer); ``where`` names the index entry it came through."""
+    name = "%smanifest %s" % (where + ": " if where else "", found.descriptor["digest"][:19])
     what = "%s: %s" % (source.label, name)
-    if manifest is None:
-        manifest = read_manifest(source, descriptor, name)
+    manifest = found.manifest
     config_bytes = read_verified_blob(source, manifest["config"], name + " config")
     diff_ids = parse_config(config_bytes, what)["rootfs"]["diff_ids"]
     if len(diff_ids) != len(manifest["layers"]):
@@ -341,7 +358,8 @@ def image_from_manifest(source, descriptor, references, digests, manifest=None, 
                            % (what, len(diff_ids), len(manifest["layers"])))
     layers = [_layer(source, layer_desc, diff_id, "%s layer %d" % (what, i)) for i, (layer_desc, diff_id)
               in enumerate(zip(manifest["layers"], diff_ids))]
-    return Image(config_bytes, layers, references, digests, what=what)
+    return Image(config_bytes, layers, references, digests, what=what, manifest=found.raw, index=found.index,
+                 platform=found.platform)
 
 
 def _layer(source, descriptor, diff_id, what):
@@ -350,7 +368,7 @@ def _layer(source, descriptor, diff_id, what):
     path = blob_path(digest)
     media_type = descriptor.get("mediaType") or MEDIA_OCI_LAYER
     size = descriptor.get("size") if isinstance(descriptor.get("size"), int) else None
-    uncompressed_size = size if media_type in _UNCOMPRESSED_LAYER_TYPES and digest == diff_id else _annotated_size(descriptor)
+    uncompressed_size = size if media_type in UNCOMPRESSED_LAYER_TYPES and digest == diff_id else _annotated_size(descriptor)
     return Layer(diff_id, lambda: source.open(path), media_type, uncompressed_size, digest, size,
                  available=lambda: source.exists(path), what=what)
 
@@ -381,20 +399,9 @@ def build_manifest(image, layer_descriptors):
     return canonical_json(manifest)
 
 
-def manifest_descriptor(manifest_bytes, annotations=None):
-    descriptor = {"mediaType": MEDIA_OCI_MANIFEST, "digest": sha256_digest(manifest_bytes), "size": len(manifest_bytes)}
-    if annotations:
-        descriptor["annotations"] = annotations
-    return descriptor
-
-
-def build_index(entries):
-    """index.json bytes; ``entries`` are (manifest_bytes, annotations or None) in order."""
-    return canonical_json({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_OCI_INDEX,
-        "manifests": [manifest_descriptor(data, annotations) for data, annotations in entries],
-    })
+def build_index(descriptors):
+    """index.json bytes listing ``descriptors`` in order."""
+    return canonical_json({"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": list(descriptors)})
 
 
 def index_annotations(reference, ref_name_style):
@@ -416,59 +423,137 @@ def digest_of_path(path):
 
 
 def merge_images(images):
-    """One entry per image ID, references merged, order kept."""
+    """One entry per image (its manifest, or for a made one its config), references merged, order kept."""
     merged = {}
     for image in images:
-        if image.id in merged:
-            image = merged[image.id].with_references(merged[image.id].references + image.references)
-        merged[image.id] = image
+        key = image.manifest_digest or image.id
+        if key in merged:
+            image = merged[key].with_references(merged[key].references + image.references)
+        merged[key] = image
     return list(merged.values())
 
 
-def unique_layers(images):
-    layers = {}
-    for image in images:
-        for layer in image.layers:
-            layers.setdefault(layer.diff_id, layer)
-    return list(layers.values())
+class StoredLayer:
+    """One layer blob a writer stores: its digest, size and media type, and how to read its bytes."""
+
+    def __init__(self, layer, digest, size, media_type, opener):
+        self.layer = layer
+        self.digest = digest
+        self.size = size
+        self.media_type = media_type
+        self.open = opener
+
+    @property
+    def diff_id(self):
+        return self.layer.diff_id
+
+    @property
+    def what(self):
+        return self.layer.what
+
+    def descriptor(self):
+        return layer_descriptor(self.digest, self.size, self.media_type)
 
 
-def plan_write(images, omit_layers=()):
-    """What a writer needs: merged images, the layers to write, every layer's size, each image's manifest bytes.
+def stored_layer(layer, made):
+    """How ``layer`` is stored: as the blob it came as (its image keeps its manifest), or, for an image whose manifest
+    we make, uncompressed under its DiffID (the size is measured by reading it when the source does not say)."""
+    if not made and layer.blob_digest is not None and layer.blob_size is not None:
+        return StoredLayer(layer, layer.blob_digest, layer.blob_size, layer.media_type, layer.open_blob)
+    if not made and layer.blob_digest is not None:
+        raise ArchiveError("%s: the source gives no size for blob %s" % (layer.what, layer.blob_digest))
+    return StoredLayer(layer, layer.diff_id, layer.measured_size(), MEDIA_OCI_LAYER, layer.open)
 
-    Layers are stored uncompressed under their DiffID. A layer in ``omit_layers``
-    (a thin archive) is not read when its size is already known.
+
+class WritePlan:
+    """What a writer stores for ``images``: each layer blob once, each image's manifest (kept, or made) and index.
+
+    An image that came with a manifest keeps it, byte for byte, with its index and layer blobs as they came. One
+    that came without (Docker's classic store) gets an OCI manifest made here, its layers uncompressed under their
+    DiffIDs: the same images give the same bytes. Layers in ``omit_layers`` (DiffIDs or blob digests: a thin
+    archive) are not stored and, when their size is known, not read.
     """
-    images = merge_images(images)
-    omit = set(omit_layers)
-    every_layer = unique_layers(images)
-    sizes = {}
-    for layer in every_layer:
-        if layer.diff_id in omit and layer.size is None:
-            raise ArchiveError("cannot leave %s out of a thin archive: its size is unknown without reading it" % layer.what)
-        sizes[layer.diff_id] = layer.measured_size()
-    manifests = [build_manifest(image, [layer_descriptor(d, sizes[d]) for d in image.diff_ids]) for image in images]
-    return images, [layer for layer in every_layer if layer.diff_id not in omit], sizes, manifests
+
+    def __init__(self, images, omit_layers=()):
+        self.images = merge_images(images)
+        omit = set(omit_layers)
+        self.layers = {}
+        self.manifests = []
+        self.stored = []
+        for image in self.images:
+            made = image.manifest is None
+            stored = []
+            for layer in image.layers:
+                if made and layer.diff_id in omit and layer.size is None:
+                    raise ArchiveError("cannot leave %s out of a thin archive: its size is unknown without reading it" % layer.what)
+                key = (layer.diff_id, image.layer_blob_digest(layer))
+                if key not in self.layers:
+                    self.layers[key] = stored_layer(layer, made)
+                stored.append(self.layers[key])
+            self.manifests.append(RawDocument(build_manifest(image, [s.descriptor() for s in stored]), MEDIA_OCI_MANIFEST)
+                                  if made else image.manifest)
+            self.stored.append(stored)
+        self.omitted = {key for key, s in self.layers.items() if s.diff_id in omit or s.digest in omit}
+
+    def layers_to_write(self):
+        written, out = set(), []
+        for key, stored in self.layers.items():
+            if key not in self.omitted and stored.digest not in written:
+                written.add(stored.digest)
+                out.append(stored)
+        return out
+
+    def documents(self):
+        """Every manifest and index blob, each once, indexes first."""
+        documents = [image.index for image in self.images if image.index is not None] + self.manifests
+        return list({document.digest: document for document in documents}.values())
+
+    def index_descriptors(self, ref_name_style):
+        """index.json's entries: per image (per index, for the platforms of one index) one per tag, or one unnamed."""
+        groups = {}
+        for image, manifest in zip(self.images, self.manifests):
+            top = image.index or manifest
+            group = groups.setdefault(top.digest, (top, []))
+            group[1].extend(ref for ref in image.references if ref.tag and ref not in group[1])
+        descriptors = []
+        for top, tagged in groups.values():
+            if not tagged:
+                descriptors.append(top.descriptor())
+            descriptors.extend(top.descriptor(index_annotations(ref, ref_name_style)) for ref in tagged)
+        return descriptors
+
+    def made(self, image_position):
+        """Whether the manifest of the image at ``image_position`` is made here (its source had none)."""
+        return self.images[image_position].manifest is None
 
 
 def write_configs(tar, images):
-    for image in images:
-        tar.add_bytes(blob_path(image.id), image.config_bytes)
-
-
-def write_layers(tar, layers, sizes):
-    for layer in layers:
-        with layer.open() as stream:
-            tar.add_stream(blob_path(layer.diff_id), sizes[layer.diff_id], stream, layer.what)
-
-
-def write_manifests(tar, manifests):
     written = set()
-    for data in manifests:
-        digest = sha256_digest(data)
-        if digest not in written:
-            written.add(digest)
-            tar.add_bytes(blob_path(digest), data)
+    for image in images:
+        if image.id not in written:
+            written.add(image.id)
+            tar.add_bytes(blob_path(image.id), image.config_bytes)
+
+
+def write_layers(tar, layers):
+    for stored in layers:
+        with stored.open() as stream:
+            tar.add_stream(blob_path(stored.digest), stored.size, stream, stored.what)
+
+
+def write_documents(tar, documents):
+    for document in documents:
+        tar.add_bytes(blob_path(document.digest), document.data)
+
+
+def write_layout_head(tar, plan, ref_name_style):
+    """``oci-layout``, ``index.json``, then every manifest, index and config: all a reader needs before the layers."""
+    tar.add_bytes("oci-layout", OCI_LAYOUT_BYTES)
+    tar.add_bytes("index.json", build_index(plan.index_descriptors(ref_name_style)))
+    tar.add_dir("blobs")
+    tar.add_dir("blobs/sha256")
+    write_documents(tar, plan.documents())
+    write_configs(tar, plan.images)
 
 
 def write_oci_archive(images, sink, omit_layers=()):
@@ -477,25 +562,9 @@ def write_oci_archive(images, sink, omit_layers=()):
     Each tag gets an index entry whose ``ref.name`` is the full reference, as
     skopeo and podman write it, plus ``io.containerd.image.name``.
     """
-    images, layers, sizes, manifests = plan_write(images, omit_layers)
+    plan = WritePlan(images, omit_layers)
     tar = TarWriter(sink)
-    tar.add_bytes("oci-layout", OCI_LAYOUT_BYTES)
-    tar.add_bytes("index.json", build_index(oci_index_entries(images, manifests, "full")))
-    tar.add_dir("blobs")
-    tar.add_dir("blobs/sha256")
-    write_manifests(tar, manifests)
-    write_configs(tar, images)
-    write_layers(tar, layers, sizes)
+    write_layout_head(tar, plan, "full")
+    write_layers(tar, plan.layers_to_write())
     tar.close()
     return tar.position
-
-
-def oci_index_entries(images, manifests, ref_name_style):
-    """(manifest bytes, annotations) per tag of each image; one unnamed entry for an untagged image."""
-    entries = []
-    for image, manifest in zip(images, manifests):
-        tagged = [ref for ref in image.references if ref.tag]
-        if not tagged:
-            entries.append((manifest, None))
-        entries.extend((manifest, index_annotations(ref, ref_name_style)) for ref in tagged)
-    return entries

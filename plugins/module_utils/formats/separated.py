@@ -333,18 +333,20 @@ class SeparatedImage:
             if not self.archives or "app" not in files or not os.path.exists(files["app"]):
                 raise ArchiveError("the app tarball %s is missing" % files.get("app"))
             app = resolve_selector(parse_image_selector(key), self.archives[0].images) or self.archives[0].images[0]
-            self.image = app.__class__(app.config_bytes, [self._layer(layer) for layer in app.layers], app.references, app.digests, app.what)
+            layers = [self._layer(layer) for layer in app.layers]
+            self.image = app.with_layers(layers)
+            if any(layer.stored_digest != wanted.stored_digest for layer, wanted in zip(layers, app.layers)):
+                self.image = self.image.without_manifest()  # a shared part holds another blob of the same layer
         except BaseException:
             self.close()
             raise
 
     def _layer(self, layer):
-        for archive in self.archives:
-            for image in archive.images:
-                for candidate in image.layers:
-                    if candidate.diff_id == layer.diff_id and candidate.available:
-                        return candidate
-        return layer
+        """Where the layer is: the same blob in any tarball, else another blob of the same DiffID."""
+        candidates = [candidate for archive in self.archives for image in archive.images for candidate in image.layers
+                      if candidate.diff_id == layer.diff_id and candidate.available]
+        same_blob = [candidate for candidate in candidates if candidate.stored_digest == layer.stored_digest]
+        return (same_blob or candidates or [layer])[0]
 
     def close(self):
         for archive in self.archives:

@@ -23,9 +23,11 @@ import subprocess
 from ..errors import ArchiveError, StoreError
 from ..formats.oci_layout import ANNOTATION_CONTAINERD_NAME, read_layout_images
 from ..formats.safetar import MAX_JSON_SIZE
+from ..platforms import parse_platforms
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "k8s.io"
+UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
 WATCH_SECONDS = 1
 GONE = ("code = Unavailable", "connection refused", "transport is closing", "error reading from server")
 GONE_HINT = ("; containerd stopped or restarted during the command: check it (its service status and log), start it "
@@ -125,14 +127,33 @@ class ContainerdStore:
         return read_layout_images(ContentSource(self), platform or self.platform)
 
     def layer_ids(self):
-        """Digests of the blobs in the content store: a layer is held when its uncompressed blob is there."""
-        return self.content_digests()
+        """The blobs of the content store by digest, and the DiffIDs containerd labels them with
+        (``containerd.io/uncompressed``): a layer pulled compressed from a registry counts by both."""
+        held = set()
+        for line in self.run("content", "ls").decode("utf-8", "replace").splitlines()[1:]:
+            fields = line.split()
+            if not fields or not fields[0].startswith("sha256:"):
+                continue
+            held.add(fields[0])
+            for label in fields[-1].split(","):
+                key, _sep, value = label.partition("=")
+                if key == UNCOMPRESSED_LABEL and value.startswith("sha256:"):
+                    held.add(value)
+        return held
+
+    def _platform_args(self):
+        """ctr's own platform flag, for one named platform; several (or all) are ctr's ``--all-platforms``."""
+        selection = parse_platforms(self.platform) if self.platform else None
+        if selection is None:
+            return []
+        if selection.several:
+            return ["--all-platforms"]
+        return ["--platform", str(selection.platforms[0])]
 
     def export(self, names, sink):
         """``ctr images export`` of ``names`` into the binary writer ``sink``."""
         args = ["images", "export"]
-        if self.platform:
-            args += ["--platform", self.platform]
+        args += self._platform_args()
         self._check_socket()
         command = self._command(*(args + ["-"] + list(names)))
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # pylint: disable=ansible-bad-function
@@ -148,7 +169,7 @@ class ContainerdStore:
     def load(self, path):
         """``ctr images import`` of an archive file (a thin one too, when the content store has the missing blobs)."""
         args = ["images", "import"]
-        args += ["--platform", self.platform] if self.platform else []
+        args += self._platform_args()
         return self.run_watched(*(args + [path])).decode("utf-8", "replace").splitlines()
 
     def tag(self, image_name, reference):

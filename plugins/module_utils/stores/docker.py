@@ -185,6 +185,15 @@ class DockerStore:
         except ImageNotFoundError:
             return None
 
+    def uses_containerd_store(self):
+        """Whether Docker keeps images in containerd's image store (Docker 29's default; ``/info`` names its
+        snapshotter as the driver), where an image's ID is its manifest's or index's digest."""
+        if getattr(self, "_containerd_store", None) is None:
+            status = self.client.request("GET", "/info").json().get("DriverStatus") or []
+            self._containerd_store = any(len(pair) == 2 and pair[0] == "driver-type" and "snapshotter" in str(pair[1])
+                                         for pair in status)
+        return self._containerd_store
+
     def image_list(self):
         return self.client.request("GET", "/images/json").json() or []
 

@@ -18,10 +18,9 @@ from ..atomic import atomic_file, file_lock, reporting_full_disk
 from ..compression import GZIP, NONE, ZSTD, open_compressing_writer
 from ..digest import HashingWriter, check_digest, drain, sha256_digest
 from ..errors import ArchiveError, StoreError
-from ..model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
+from ..model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST, RawDocument
 from ..formats.oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
-                         index_annotations, layer_descriptor, manifest_descriptor, merge_images, read_layout,
-                         read_layout_images)
+                                  index_annotations, layer_descriptor, merge_images, read_layout, read_layout_images)
 from ..formats.safetar import DirSource
 
 COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD}
@@ -33,13 +32,14 @@ class LayoutStore:
 
     kind = "oci"
 
-    def __init__(self, root, create=True):
+    def __init__(self, root, create=True, platform=None):
         """A missing layout reads as empty and is made by the first import (so looking changes nothing); with
         ``create=False`` it is an error."""
         self.root = os.path.abspath(root)
         if not create and not self._exists():
             raise StoreError("OCI layout %s does not exist; create it by loading images into it" % self.root)
         self.source = DirSource(self.root)
+        self.platform = platform
 
     def _exists(self):
         return os.path.isdir(os.path.join(self.root, "blobs"))
@@ -59,19 +59,19 @@ class LayoutStore:
         self.source.close()
 
     def images(self, platform=None):
-        return read_layout_images(self.source, platform) if self._exists() else []
+        return read_layout_images(self.source, platform or self.platform) if self._exists() else []
 
     def artifacts(self):
         """What the layout holds beside images (SBOMs, signatures, charts: other tools put them there)."""
         return read_layout(self.source)[1] if self._exists() else []
 
     def layer_ids(self):
-        """DiffIDs of the layers whose blobs this store holds (uncompressed under their DiffID, or compressed)."""
+        """What a thin source may leave out for this store: the DiffID and blob digest of every layer it holds."""
         held = set()
         for image in self.images():
             for layer in image.layers:
-                if self.has_blob(layer.blob_digest or layer.diff_id):
-                    held.add(layer.diff_id)
+                if self.has_blob(layer.stored_digest):
+                    held.update((layer.diff_id, layer.stored_digest))
         return held
 
     def has_blob(self, digest):
@@ -83,36 +83,55 @@ class LayoutStore:
     def import_images(self, images, compression=NONE, level=None):
         """Store ``images`` (layers the store has need not be available); returns the image IDs stored.
 
-        Layers are stored uncompressed under their DiffID, or with ``compression`` (gzip, zstd) under the digest of
-        the compressed bytes, their uncompressed size recorded on the descriptor.
+        An image that came with a manifest is stored as it came: its manifest, index and layer blobs unchanged. For one
+        that came without, a manifest is made: its layers uncompressed under their DiffIDs, or with ``compression``
+        (gzip, zstd) under the digest of the compressed bytes, their uncompressed size recorded on the descriptor.
         """
         self._create()
         images = merge_images(images)
-        entries, written = [], {}
+        entries, made_layers = [], {}
         for image in images:
-            descriptors = []
-            for layer in image.layers:
-                if layer.diff_id not in written:
-                    written[layer.diff_id] = self._put_compressed(layer, compression, level) if compression != NONE \
-                        else layer_descriptor(layer.diff_id, self._put_layer(layer))
-                descriptors.append(written[layer.diff_id])
+            if image.manifest is None:
+                manifest = RawDocument(build_manifest(image, [self._put_made(layer, compression, level, made_layers)
+                                                              for layer in image.layers]), MEDIA_OCI_MANIFEST)
+            else:
+                manifest = image.manifest
+                for layer in image.layers:
+                    self._put_kept(layer)
             self._put_bytes(image.config_bytes)
-            manifest = build_manifest(image, descriptors)
-            self._put_bytes(manifest)
+            for document in (manifest, image.index):
+                if document is not None:
+                    self._put_bytes(document.data)
             tagged = [ref for ref in image.references if ref.tag]
-            entries.append((manifest, [index_annotations(ref, "full") for ref in tagged] or [None]))
+            entries.append((image.index or manifest, [index_annotations(ref, "full") for ref in tagged] or [None]))
         with self._locked():
             index = self._read_index()
-            for manifest, annotation_sets in entries:
+            for top, annotation_sets in entries:
                 for annotations in annotation_sets:
-                    _add_entry(index, manifest_descriptor(manifest, annotations))
+                    _add_entry(index, top.descriptor(annotations))
             _atomic_write(os.path.join(self.root, "index.json"), canonical_json(index))
         return [image.id for image in images]
 
+    def _put_made(self, layer, compression, level, made):
+        if layer.diff_id not in made:
+            made[layer.diff_id] = self._put_compressed(layer, compression, level) if compression != NONE \
+                else layer_descriptor(layer.diff_id, self._put_layer(layer))
+        return made[layer.diff_id]
+
+    def _put_kept(self, layer):
+        """The layer's blob as it came (verified against its digest as it streams), unless the store has it."""
+        final = self._blob_file(layer.stored_digest)
+        if os.path.isfile(final):
+            return
+        if not layer.available:
+            raise ArchiveError("%s is not in the archive and %s does not have it; load a full archive" % (layer.what, self))
+        with layer.open_blob() as stream:
+            self._write_blob(final, stream)
+
     def tag(self, image_id, reference):
-        """Point ``reference`` at the stored image ``image_id``."""
+        """Point ``reference`` at the stored image ``image_id`` (its index or manifest digest, or its config's)."""
         for image in self.images():
-            if image.id == image_id:
+            if image_id in (image.digest, image.id):
                 return self.import_images([image.with_references([reference])])
         raise StoreError("%s: no image %s to tag as %s" % (self, image_id, reference))
 

@@ -7,8 +7,8 @@ TLS is verified unless told otherwise; plain HTTP only when asked. Auth
 follows the ``WWW-Authenticate`` challenge (Basic, or Bearer tokens from the
 realm), with credentials given or taken from ``~/.docker/config.json``. Every
 blob pulled is verified against its digest; interrupted blob downloads
-resume with ``Range``. Pushed layers are the uncompressed tars (digest =
-DiffID), so a push needs no compression and a pull back gives the same IDs.
+resume with ``Range``. A push sends an image as it came (blobs, manifest and
+index unchanged), so the site registry serves upstream's digests.
 """
 
 import base64
@@ -22,8 +22,8 @@ from urllib.parse import urlencode, urljoin
 from ..digest import CHUNK_SIZE, sha256_digest
 from ..errors import ArchiveError, ImageNotFoundError, StoreError
 from .http_unix import requests, requests_missing
-from ..model import MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST
-from ..formats.oci_layout import IndexWalker, build_manifest, image_from_manifest, layer_descriptor
+from ..model import INDEX_TYPES, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST
+from ..formats.oci_layout import IndexWalker, WritePlan, image_from_found
 from ..reference import parse_reference
 
 ACCEPT = ", ".join((MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST))
@@ -200,14 +200,19 @@ class RegistryStore:
 
     def image(self, name):
         """The image ``name`` points at (platform chosen from an index), layers streamed on demand; None when absent."""
+        images = self.images_of(name)
+        return images[0] if images else None
+
+    def images_of(self, name):
+        """The images ``name`` points at: one, or of an index each selected platform's; [] when absent."""
         reference = parse_reference(name) if isinstance(name, str) else name
         found = self.get_manifest(reference)
         if found is None:
-            return None
+            return []
         source = _RegistrySource(self, self._repository(reference), found)
         top = {"mediaType": found[1], "digest": found[2], "size": len(found[0])}
-        chosen = IndexWalker(source, self.platform).choose_image(top, str(reference))
-        return image_from_manifest(source, chosen.descriptor, [reference] if reference.tag else [], [found[2]], chosen.manifest)
+        return [image_from_found(source, chosen, [reference] if reference.tag else [], [found[2]])
+                for chosen in IndexWalker(source, self.platform).choose_images(top, str(reference))]
 
     def open_blob(self, repo, digest, size=None):
         return _BlobReader(self, repo, digest, size)
@@ -220,34 +225,48 @@ class RegistryStore:
         return response.status_code == 200
 
     def push(self, images):
-        """Push each image under each of its tags; blobs the repository has are skipped. Returns bytes uploaded."""
+        """Push each image under each of its tags, as it came: its layer blobs, config, manifest and index unchanged
+        (an image without a manifest gets the one our writers make). Blobs the repository has are skipped, blobs
+        pushed to another repository mounted. Returns bytes uploaded."""
+        plan = WritePlan(images)
         uploaded = 0
-        for image in images:
+        tops = {}
+        for image, manifest, stored in zip(plan.images, plan.manifests, plan.stored):
             tags = [ref for ref in image.references if ref.tag]
             if not tags:
                 raise StoreError("%s: cannot push %s: it has no tag" % (self, image.id))
             for repo in sorted({self._repository(ref) for ref in tags}):
-                uploaded += self._push_to(repo, image, [ref.tag for ref in tags if self._repository(ref) == repo])
+                uploaded += self._push_image(repo, image, manifest, stored)
+                top = tops.setdefault((repo, (image.index or manifest).digest), (image.index or manifest, set()))
+                top[1].update(ref.tag for ref in tags if self._repository(ref) == repo)
+        for (repo, _digest), (top, tags) in tops.items():
+            for tag in sorted(tags):
+                self._put_manifest(repo, tag, top)
         return uploaded
 
-    def _push_to(self, repo, image, tags):
+    def _push_image(self, repo, image, manifest, stored):
         uploaded = 0
-        descriptors = []
-        for layer in image.layers:
-            size = layer.measured_size()
-            descriptors.append(layer_descriptor(layer.diff_id, size))
-            if not self.has_blob(repo, layer.diff_id) and not self._mount(repo, layer.diff_id):
-                self._restartable_upload(repo, layer.diff_id, layer.open, size)
-                uploaded += size
-            self._blob_homes[layer.diff_id] = repo
+        for layer in stored:
+            if not self.has_blob(repo, layer.digest) and not self._mount(repo, layer.digest):
+                self._restartable_upload(repo, layer.digest, layer.open, layer.size)
+                uploaded += layer.size
+            self._blob_homes[layer.digest] = repo
         if not self.has_blob(repo, image.id):
             self._restartable_upload(repo, image.id, lambda: io.BytesIO(image.config_bytes), len(image.config_bytes))
             uploaded += len(image.config_bytes)
-        manifest = build_manifest(image, descriptors)
-        for tag in tags:
-            self._request("PUT", "/v2/%s/manifests/%s" % (repo, tag), "repository:%s:pull,push" % repo,
-                          expect=(201,), data=manifest, headers={"Content-Type": MEDIA_OCI_MANIFEST})
+        if image.index is not None:
+            self._put_manifest(repo, manifest.digest, manifest)
         return uploaded
+
+    def _put_manifest(self, repo, target, document):
+        try:
+            self._request("PUT", "/v2/%s/manifests/%s" % (repo, target), "repository:%s:pull,push" % repo,
+                          expect=(201,), data=document.data, headers={"Content-Type": document.media_type})
+        except StoreError as err:
+            if document.media_type in INDEX_TYPES:
+                raise StoreError("%s: the registry refused index %s as %s:%s (%s); a registry needs every platform an "
+                                 "index lists: save the image with platforms: all" % (self, document.digest, repo, target, err)) from None
+            raise
 
     def _mount(self, repo, digest):
         """Link a blob this store put in another repository (cross-repository mount); False when not possible."""

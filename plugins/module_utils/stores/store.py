@@ -6,7 +6,8 @@
 ``open_store(engine, ...)`` gives a store with:
 
 * ``find(selector)`` → ``StoreImage`` (ID, tags, DiffIDs) or None;
-* ``held_layers()`` → the DiffIDs a thin archive may leave out for this store;
+* ``held_layers()`` → the digests of the layers it holds (DiffIDs, and blob digests where it keeps blobs);
+* ``holds(image, layer, held)`` → whether a thin archive of ``image`` may leave ``layer`` out for this store;
 * ``open_images(selectors, workdir)`` → a context manager yielding model images whose layers stream from
   the store (Docker and Podman export to a temp file in ``workdir`` first: the Engine API gives no other way
   to read an image's config bytes);
@@ -22,7 +23,7 @@ import threading
 from ..formats.archive import open_archive
 from ..formats.docker_archive import write_docker_archive
 from ..errors import ImageError, ImageNotFoundError, InvalidReferenceError, StoreError
-from ..model import absent_layers
+from ..model import absent_layers, with_platforms
 from ..reference import parse_image_selector, parse_reference, resolve_all, resolve_selector
 from .containerd import ContainerdStore
 from .docker import DockerClient, DockerStore
@@ -34,13 +35,19 @@ PODMAN_DEFAULT_HOST = "unix:///run/podman/podman.sock"
 
 
 class StoreImage:
-    """What a store says of one image without reading its layers."""
+    """What a store says of one image without reading its layers.
 
-    def __init__(self, image_id, references, diff_ids, config_digest=None, digests=()):
+    ``id`` is what the store calls the image's ID: the config digest, except in Docker's containerd image store (the
+    manifest's or index's digest). ``digest`` is the manifest (or index) digest where the store knows images by it
+    (containerd, Docker's containerd store, registries, OCI layouts), else None (Docker's classic store, Podman).
+    """
+
+    def __init__(self, image_id, references, diff_ids, config_digest=None, digests=(), digest=None):
         self.id = image_id
         self.references = list(references)
         self.diff_ids = list(diff_ids)
         self.config_digest = config_digest
+        self.digest = digest
         self.digests = list(digests)
 
     @property
@@ -48,11 +55,14 @@ class StoreImage:
         return sorted(ref.familiar() for ref in self.references if ref.tag)
 
     def same_content(self, image):
-        """Whether this is ``image`` (a model Image): by config digest, or by an ID the engine derived from its manifest."""
+        """Whether this is ``image`` (a model Image): where the store knows images by manifest and ``image`` has one,
+        the same manifest (or index) digest; else the same config digest. The DiffIDs match in either case."""
         if self.diff_ids != image.diff_ids:
             return False
+        if self.digest is not None and image.manifest is not None:
+            return self.digest in image.digests
         known = [digest for digest in (self.config_digest, self.id) if digest]
-        return image.id in known or any(digest in image.digests for digest in known)
+        return image.id in known
 
 
 def _references(names):
@@ -68,11 +78,20 @@ def _references(names):
 
 
 def store_image_from_model(image):
-    return StoreImage(image.id, image.references, image.diff_ids, image.id, image.digests)
+    """A store that holds model images (OCI layout, containerd, registry) knows each by its index or manifest digest;
+    an image stored without a manifest (there is none in these stores) would be known by its config."""
+    return StoreImage(image.id, image.references, image.diff_ids, image.id, image.digests, image.digest)
 
 
 class _ModelStore:
-    """Stores whose images are model Images already (OCI layout, containerd, registry)."""
+    """Stores whose images are model Images already (OCI layout, containerd, registry): they hold blobs, so a layer is
+    held when the blob the image's manifest names is."""
+
+    holds_blobs = True
+
+    @staticmethod
+    def holds(image, layer, held):
+        return image.layer_blob_digest(layer) in held
 
     def _candidates(self):
         return [store_image_from_model(image) for image in self.images()]
@@ -86,8 +105,12 @@ class _ModelStore:
 
     @contextlib.contextmanager
     def open_images(self, selectors, workdir=None):  # pylint: disable=unused-argument
-        found = resolve_all(selectors, self.images(), str(self), self._artifacts())
-        yield [_only_selected_tags(image, selector) for image, selector in zip(found, selectors)]
+        """The selected images; of a multi-platform image, every selected platform's."""
+        every = self.images()
+        found = resolve_all(selectors, every, str(self), self._artifacts())
+        yield [_only_selected_tags(platform_image, selector) for image, selector in zip(found, selectors)
+               for platform_image in with_platforms(image, every)]
+
 
 
 def _only_selected_tags(image, selector):
@@ -115,7 +138,7 @@ class OCIStore(_ModelStore, LayoutStore):
         self.import_images(images)
 
     def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
-        LayoutStore.tag(self, store_image.id, reference)
+        LayoutStore.tag(self, store_image.digest or store_image.id, reference)
 
 
 class ContainerdImageStore(_ModelStore, ContainerdStore):
@@ -189,10 +212,10 @@ class RegistryImageStore(_ModelStore, RegistryStore):
     def open_images(self, selectors, workdir=None):
         chosen = []
         for selector in selectors:
-            image = self.image(parse_reference(selector))
-            if image is None:
+            images = self.images_of(parse_reference(selector))
+            if not images:
                 raise ImageNotFoundError("%s has no image %s" % (self, selector))
-            chosen.append(image)
+            chosen.extend(images)
         yield chosen
 
     def held_layers(self):
@@ -215,19 +238,29 @@ class RegistryImageStore(_ModelStore, RegistryStore):
 class EngineStore(DockerStore):
     """Docker or Podman through the Engine API."""
 
+    platform = None  # which platforms of a multi-platform image an export gives (the engine's own export has them all)
+
     def find(self, selector):
         document = self.inspect(selector)
         if document is None:
             return None
         image_id = document["Id"] if document["Id"].startswith("sha256:") else "sha256:" + document["Id"]
-        config_digest = image_id if self.stores_config_digest(document) else None
+        by_manifest = not self.stores_config_digest(document) or self.uses_containerd_store()
         return StoreImage(image_id, _references(document.get("RepoTags")), (document.get("RootFS") or {}).get("Layers") or [],
-                          config_digest, document.get("RepoDigests") or [])
+                          None if by_manifest else image_id, document.get("RepoDigests") or [], image_id if by_manifest else None)
 
     @staticmethod
     def stores_config_digest(document):
-        """Graphdriver Docker and Podman use the config digest as ID; Docker's containerd store does not."""
+        """Graphdriver Docker and Podman use the config digest as ID; Docker's containerd store the manifest's or
+        index's digest, and says so with a ``Descriptor``."""
         return "Descriptor" not in document
+
+    holds_blobs = False
+
+    @staticmethod
+    def holds(image, layer, held):  # pylint: disable=unused-argument
+        """The engine holds layers by DiffID (``RootFS.Layers``), and ``docker load`` skips a layer it has."""
+        return layer.diff_id in held
 
     def held_layers(self):
         return self.layer_ids()
@@ -237,7 +270,7 @@ class EngineStore(DockerStore):
         with tempfile.NamedTemporaryFile(dir=workdir, prefix=".airgap-export-", suffix=".tar") as temp:
             self.export(list(selectors), temp)
             temp.flush()
-            with open_archive(temp.name) as archive:
+            with open_archive(temp.name, self.platform) as archive:
                 yield archive.images
 
     def load(self, archive_path, images=None, omit_layers=()):
@@ -295,10 +328,10 @@ def _streamed_archive(images, omit_layers):
 def open_store(engine="docker", host=None, namespace=None, platform=None, username=None, password=None,
                validate_certs=True, ca_path=None, timeout=60, insecure_http=False, docker_config=None):
     """The store for ``engine`` at ``host`` (socket, URL, registry host or directory)."""
-    if engine == "docker":
-        return EngineStore(host, timeout=timeout)
-    if engine == "podman":
-        return PodmanStore(host, timeout=timeout)
+    if engine in ("docker", "podman"):
+        store = EngineStore(host, timeout=timeout) if engine == "docker" else PodmanStore(host, timeout=timeout)
+        store.platform = platform
+        return store
     if engine == "containerd":
         return ContainerdImageStore(host, namespace, platform, timeout=timeout)
     if engine == "registry":
@@ -309,5 +342,5 @@ def open_store(engine="docker", host=None, namespace=None, platform=None, userna
     if engine == "oci":
         if not host:
             raise StoreError("engine oci needs the layout directory (engine_host)")
-        return OCIStore(host)
+        return OCIStore(host, platform=platform)
     raise StoreError("unknown engine %r; use one of %s" % (engine, ", ".join(ENGINES)))

@@ -64,10 +64,11 @@ def test_writer_layout_is_metadata_first_and_each_layer_once(tmp_path):
     with tarfile.open(dest) as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
-    assert names[:2] == ["manifest.json", "repositories"]
-    assert names[-2:] == ["index.json", "oci-layout"]
+    assert names[:4] == ["manifest.json", "repositories", "oci-layout", "index.json"]
     layer_names = ["blobs/sha256/" + d.split(":")[1] for d in image_a.diff_ids + image_b.diff_ids[1:]]
     assert sorted(n for n in names if n in layer_names) == sorted(layer_names)
+    first_layer = min(names.index(n) for n in layer_names)
+    assert all(n in layer_names for n in names[first_layer:]), "every manifest, index and config precedes the first layer"
     assert len(names) == len(set(names))
     assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" for m in members)
     with tarfile.open(dest) as tar:
@@ -235,15 +236,33 @@ def test_tampered_compressed_blob_fails_its_digest(tmp_path):
     assert blob[:12] in str(err.value) or "gzip" in str(err.value)
 
 
-def test_convert_compressed_oci_layout_to_docker_archive(tmp_path):
+def test_a_compressed_oci_layout_saved_as_docker_archive_keeps_its_blobs_and_manifest(tmp_path):
+    root, image, raw = compressed_layout(tmp_path, "zstd")
+    dest = str(tmp_path / "kept.tar")
+    with open_archive(root) as archive:
+        source = archive.images[0]
+        save_archive(archive.images, dest)
+    with open_archive(dest) as archive:
+        kept = archive.images[0]
+        assert (kept.id, kept.manifest_digest, kept.manifest.data) == (image.id, source.manifest_digest, source.manifest.data)
+        assert kept.layers[0].blob_digest == source.layers[0].blob_digest and kept.layers[0].compression == "zstd"
+        assert read_all(kept.layers[0]) == raw
+    with tarfile.open(dest) as tar:
+        listed = json.load(tar.extractfile("manifest.json"))[0]["Layers"]
+    assert listed == ["blobs/sha256/" + source.layers[0].blob_digest.split(":")[1]], "docker's side points at the same blob"
+
+
+def test_converting_a_compressed_oci_layout_makes_a_new_uncompressed_manifest(tmp_path):
     root, image, raw = compressed_layout(tmp_path, "zstd")
     dest = str(tmp_path / "converted.tar")
     with open_archive(root) as archive:
-        save_archive(archive.images, dest)
+        source_digest = archive.images[0].manifest_digest
+        save_archive([archive.images[0].without_manifest()], dest)
     with open_archive(dest) as archive:
-        assert archive.images[0].id == image.id
-        assert archive.images[0].layers[0].size == len(raw)
-        assert read_all(archive.images[0].layers[0]) == raw
+        converted = archive.images[0]
+        assert converted.id == image.id and converted.manifest_digest != source_digest
+        assert converted.layers[0].size == len(raw) and converted.layers[0].compression == "none"
+        assert read_all(converted.layers[0]) == raw
 
 
 def test_zstd_missing_gives_an_install_hint(tmp_path, monkeypatch):
@@ -323,7 +342,10 @@ def test_docker29_containerd_store_archive(tmp_path):
     with open_archive(path) as archive:
         save_archive(archive.images, dest)
     with open_archive(dest) as archive:
-        assert archive.images[0].layers[0].size == len(raw)
+        (ours,) = archive.images
+        assert (ours.manifest_digest, ours.index_digest) == (sha256_digest(manifest), sha256_digest(index))
+        assert ours.platform == {"os": "linux", "architecture": image.architecture}
+        assert read_all(ours.layers[0]) == raw
 
 
 def test_tar_writer_long_names_and_huge_sizes_use_pax():

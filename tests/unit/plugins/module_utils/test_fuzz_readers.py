@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import OCI_ARCHIVE, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
-from ansible_collections.airgap.images.plugins.module_utils.model import MEDIA_OCI_LAYER_GZIP
+from ansible_collections.airgap.images.plugins.module_utils.model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_MANIFEST, RawDocument
 from ansible_collections.airgap.images.plugins.module_utils.formats.oci_layout import build_index, build_manifest, layer_descriptor
 from ansible_collections.airgap.images.plugins.module_utils.digest import sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
@@ -72,7 +72,7 @@ def layout_files():
         files["blobs/sha256/" + image.id[7:]] = image.config_bytes
         manifest = build_manifest(image, descriptors)
         files["blobs/sha256/" + sha256_digest(manifest)[7:]] = manifest
-        entries.append((manifest, {"org.opencontainers.image.ref.name": str(image.references[0])}))
+        entries.append(RawDocument(manifest, MEDIA_OCI_MANIFEST).descriptor({"org.opencontainers.image.ref.name": str(image.references[0])}))
     files["index.json"] = build_index(entries)
     return files
 

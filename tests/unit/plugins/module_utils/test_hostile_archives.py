@@ -368,14 +368,16 @@ def test_a_gzip_layer_bomb_inside_a_plain_archive_is_refused_naming_the_layer(tm
 
 
 def test_padding_after_the_end_of_archive_is_bounded(tmp_path):
-    data = tar_of(our_archive(tmp_path))
+    members = our_archive(tmp_path)
+    last = "after entry %r" % members[-1][0].name
+    data = tar_of(members)
     read_everything(write_file(tmp_path, gzip.compress(data + bytes(1024 * 1024), mtime=0), "padded.tar.gz"))
     path = write_file(tmp_path, gzip.compress(data, mtime=0) + zeros_gzip(GIB), "long-padded.tar.gz")
     started = time.monotonic()
-    assert_refused(path, "after entry 'oci-layout'", "more than 16777216 bytes of padding after the end-of-archive marker")
+    assert_refused(path, last, "more than 16777216 bytes of padding after the end-of-archive marker")
     assert time.monotonic() - started < 10
     path = write_file(tmp_path, data + b"trailing garbage", "trailing.tar")
-    assert_refused(path, "after entry 'oci-layout'", "no valid header")
+    assert_refused(path, last, "no valid header")
 
 
 def test_too_many_entries_are_refused(tmp_path, monkeypatch):

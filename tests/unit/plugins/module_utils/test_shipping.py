@@ -201,7 +201,7 @@ def test_describe_held_says_what_the_store_has_of_each_name(tmp_path, images):
     host.import_images([images["base"]])
     held = describe_held(host, ["site/base:1", "site/app-a:1", images["base"].id])
     assert held[0] == {"name": "site/base:1", "present": True, "id": images["base"].id, "repo_tags": ["site/base:1"],
-                       "diff_ids": images["base"].diff_ids}
+                       "digest": host.images()[0].manifest_digest, "diff_ids": images["base"].diff_ids}
     assert held[1] == {"name": "site/app-a:1", "present": False}
     assert held[2]["present"] is True and held[2]["id"] == images["base"].id
 
@@ -217,6 +217,12 @@ def test_a_compressed_bundle_ships_compressed_layer_files_and_loads_the_same_ima
     assert len({layer["file"] for layer in layers}) == 4  # each distinct layer compressed once
     host, staging = OCIStore(str(tmp_path / "host")), str(tmp_path / "staging")
     host.import_images([images["base"]])
+    every_file = {layer["file"] for layer in layers}
+    assert {entry["file"] for entry in plan_shipping(host, info, staging).ship} == every_file, \
+        "the host holds the base uncompressed, and the bundle's manifests name its compressed blob"
+    host = OCIStore(str(tmp_path / "host-from-bundle"))
+    with open_archive(root) as bundle:
+        host.import_images([image for image in bundle.images if image.id == images["base"].id])
     plan = plan_shipping(host, info, staging)
     shipped = {entry["file"] for entry in plan.ship}
     assert shipped == {layer["file"] for layer in layers if layer["diff_id"] != images["base"].diff_ids[0]}
@@ -224,7 +230,8 @@ def test_a_compressed_bundle_ships_compressed_layer_files_and_loads_the_same_ima
     ship(root, plan, staging)
     load(host, info, staging)
     assert {image.id for image in host.images()} == {image.id for image in images.values()}
-    assert OCIStore(root).layer_ids() == {d for image in images.values() for d in image.diff_ids}
+    blobs = {"sha256:" + layer["file"].rsplit("/", 1)[-1] for layer in layers}
+    assert OCIStore(root).layer_ids() == {d for image in images.values() for d in image.diff_ids} | blobs
 
 
 def test_save_reason_sees_how_an_oci_layout_compresses_its_layers(tmp_path, images):
