@@ -138,11 +138,13 @@ class Image:
     ``manifest`` is None only where the source has no manifest (Docker's classic store, ``docker save`` <= 24):
     writers then make one, deterministically. ``index`` is the index the manifest was chosen from (one platform of a
     multi-platform image) and ``platform`` its entry's platform there. ``digests`` are every digest the image is
-    known by: its manifest's, its index's, and what else the source named (RepoDigests).
+    known by: its manifest's, its index's, and what else the source named (RepoDigests). ``referrers`` are artifacts
+    that travel with it when asked: manifests whose ``subject`` it is (SBOMs, signatures, attestations) and
+    BuildKit's attestation manifests in its index; they are never given to an engine as images.
     """
 
     def __init__(self, config_bytes, layers, references=(), digests=(), what="image", manifest=None, index=None,
-                 platform=None):
+                 platform=None, referrers=()):
         self.config_bytes = bytes(config_bytes)
         self.config = parse_config(self.config_bytes, what)
         self.id = sha256_digest(self.config_bytes)
@@ -152,6 +154,7 @@ class Image:
         self.manifest = manifest
         self.index = index
         self.platform = platform
+        self.referrers = list(referrers)
         self.digests = _unique([doc.digest for doc in (manifest, index) if doc is not None] + list(digests))
         self.what = what
         if len(self.layers) != len(self.diff_ids):
@@ -212,7 +215,8 @@ class Image:
 
     def _copy(self, **changes):
         fields = dict(config_bytes=self.config_bytes, layers=self.layers, references=self.references,
-                      digests=self.digests, what=self.what, manifest=self.manifest, index=self.index, platform=self.platform)
+                      digests=self.digests, what=self.what, manifest=self.manifest, index=self.index, platform=self.platform,
+                      referrers=self.referrers)
         fields.update(changes)
         return Image(**fields)
 
@@ -231,7 +235,11 @@ class Image:
     def without_manifest(self):
         """The same config and layers, with no manifest or index: a writer makes a new manifest (a conversion)."""
         kept = [digest for digest in self.digests if digest not in (self.manifest_digest, self.index_digest)]
-        return self._copy(manifest=None, index=None, platform=None, digests=kept)
+        return self._copy(manifest=None, index=None, platform=None, digests=kept, referrers=[])
+
+    def with_referrers(self, referrers):
+        """The same image with these artifacts travelling with it (none: ``[]``)."""
+        return self._copy(referrers=referrers)
 
     def describe(self):
         return self.repo_tags[0] if self.repo_tags else self.id[:19]
@@ -257,6 +265,19 @@ class Image:
         return "/".join(part for part in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if part)
 
 
+class BlobRef:
+    """A blob a writer copies as it is (an artifact's config or layer): its digest, size and how to read it."""
+
+    def __init__(self, digest, size, opener, what="blob"):
+        self.digest = digest
+        self.size = size
+        self.what = what
+        self._opener = opener
+
+    def open(self):
+        return VerifyingReader(self._opener(), self.digest, self.what, self.size)
+
+
 class Artifact:
     """What a layout holds beside images (an SBOM, a signature, a Helm chart): reported, never loaded as an image.
 
@@ -267,8 +288,11 @@ class Artifact:
     kind = "artifact"
 
     def __init__(self, digest, media_type, artifact_type, config_media_type=None, layer_media_types=(),
-                 references=(), digests=(), ref_names=(), subject=None):
+                 references=(), digests=(), ref_names=(), subject=None, manifest=None, blobs=()):
+        """``manifest`` (a RawDocument) and ``blobs`` (BlobRef: its config and layers) let a writer copy it as it came."""
         self.id = digest
+        self.manifest = manifest
+        self.blobs = list(blobs)
         self.media_type = media_type
         self.artifact_type = artifact_type
         self.config_media_type = config_media_type
@@ -294,6 +318,21 @@ class Artifact:
             "references": [str(ref) for ref in self.references],
             "subject": self.subject,
         }
+
+
+class HeldLayers(frozenset):
+    """The digests of the layers a store holds (DiffIDs, and blob digests), and in ``blobs`` the blobs it holds as
+    they are: a store that loads manifests needs the very blob a manifest names, not another of the same DiffID."""
+
+    def __new__(cls, digests, blobs=()):
+        held = frozenset.__new__(cls, digests)
+        held.blobs = frozenset(blobs)
+        return held
+
+
+def held_blobs(held):
+    """The blobs of ``held`` (a HeldLayers, or a plain set of digests taken as blobs)."""
+    return getattr(held, "blobs", held)
 
 
 def with_platforms(image, images):

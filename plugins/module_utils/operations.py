@@ -81,37 +81,43 @@ def save_reason(wanted, dest, archive_format, compression, force, convert=False)
 def _content_difference(wanted, existing, layer_compression, convert):
     unmatched = list(existing)
     for item in wanted:
-        match = next((image for image in unmatched if _holds(item, image, layer_compression, convert)), None)
-        if match is None:
-            return "%s is not in the archive, or its content differs" % item.selector
-        if sorted(match.repo_tags) != sorted(item.tags):
-            held = ", ".join(sorted(match.repo_tags)) or "nothing"
-            return "%s: the archive tags it %s, wanted %s" % (item.selector, held, ", ".join(item.tags) or "nothing")
-        unmatched.remove(match)
+        for store_image in getattr(item.store_image, "platform_images", None) or [item.store_image]:
+            match = next((image for image in unmatched if _holds(store_image, image, layer_compression, convert)), None)
+            if match is None:
+                return "%s is not in the archive, or its content differs" % item.selector
+            if sorted(match.repo_tags) != sorted(item.tags):
+                held = ", ".join(sorted(match.repo_tags)) or "nothing"
+                return "%s: the archive tags it %s, wanted %s" % (item.selector, held,
+                                                                   ", ".join(item.tags) or "nothing")
+            unmatched.remove(match)
     if unmatched:
         return "the archive also holds %s, which was not asked for" % ", ".join(image.describe() for image in unmatched)
     return None
 
 
-def _holds(item, image, layer_compression, convert):
-    """Whether archive ``image`` is what saving ``item`` writes: its manifest kept, or one we made as asked."""
-    if convert or item.store_image.digest is None:
-        return (image.id == (item.store_image.config_digest or item.store_image.id) and image.diff_ids == item.store_image.diff_ids
+def _holds(store_image, image, layer_compression, convert):
+    """Whether archive ``image`` is what saving ``store_image`` (a wanted image, or one platform of it) writes: its
+    manifest kept, or one we made as asked."""
+    if convert or store_image.digest is None:
+        return (image.id == (store_image.config_digest or store_image.id) and image.diff_ids == store_image.diff_ids
                 and layout_compression([image]) == layer_compression)
-    return item.store_image.same_content(image)
+    return store_image.same_content(image)
 
 
-def run_save(store, wanted, dest, archive_format, compression, level, convert=False):
+def run_save(store, wanted, dest, archive_format, compression, level, convert=False, referrers=False):
     """Export from ``store`` and write ``dest``; returns (images written, SaveResult or None for a directory).
 
     Images keep the manifests, indexes and layer blobs they came with; with ``convert`` each gets a new manifest
-    (layers uncompressed, or for an OCI layout directory compressed as asked)."""
+    (layers uncompressed, or for an OCI layout directory compressed as asked). With ``referrers``, the artifacts
+    whose subject an image is, and the attestations its index lists, are saved with it."""
     folder = os.path.dirname(os.path.abspath(dest))
     with store.open_images([item.selector for item in wanted], folder) as images:
         images = [_with_tags(platform_image, item) for image, item in zip(_in_request_order(images, wanted), wanted)
                   for platform_image in with_platforms(image, images)]
         if convert:
             images = [image.without_manifest() for image in images]
+        elif not referrers:
+            images = [image.with_referrers([]) for image in images]
         if archive_format == OCI_DIR:
             _write_layout_dir(images, dest, compression, level)
             return images, None
@@ -295,13 +301,20 @@ def plan_shipping(store, bundle, staging=None):
 
 
 def kept_digests(store, images):
-    """Per image (by config digest): the digest the store knows it by after a load (its manifest's or index's), or
-    None where the store knows images by config digest only (Docker's classic store, Podman)."""
+    """Per image (by config digest): the digest the store knows it by after a load (its manifest's or index's: the
+    store's key, or one of its RepoDigests, as Podman keeps them), or None (Docker's classic store drops them)."""
     known = {}
     for image in images:
         present = _present(store, image)
-        known[image.id] = present.digest if present is not None else None
+        known[image.id] = _known_digest(present, image) if present is not None else None
     return known
+
+
+def _known_digest(present, image):
+    if present.digest is not None:
+        return present.digest
+    repo_digests = [name.rsplit("@", 1)[-1] for name in present.digests if "@" in name]
+    return next((digest for digest in (image.index_digest, image.manifest_digest) if digest in repo_digests), None)
 
 
 def verify_loaded(store, images):
@@ -356,7 +369,8 @@ def _image_info(image, verify):
             "manifest_media_type": image.manifest.media_type if image.manifest is not None else None,
             "platform": image.platform_name, "platform_descriptor": image.platform,
             "os": image.os, "architecture": image.architecture, "variant": image.variant,
-            "created": image.created, "size": image.size, "layers": layers}
+            "created": image.created, "size": image.size, "layers": layers,
+            "referrers": [artifact.summary() for artifact in image.referrers]}
 
 
 def _separated_info(path, verify):

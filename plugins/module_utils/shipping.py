@@ -25,7 +25,7 @@ import os
 
 from .digest import sha256_digest
 from .errors import ArchiveError
-from .model import Image, Layer, RawDocument
+from .model import Image, Layer, RawDocument, held_blobs
 from .formats.oci_layout import blob_path
 from .reference import parse_reference
 from .formats.safetar import DirSource
@@ -224,6 +224,7 @@ def files_to_ship(bundle, load_plan, held_layers, staging=None, key="diff_id"):
 
 def _layer_files(load_plan, held_layers, key):
     """Layer files of the images to load that the store does not hold, each once, bottom layers first."""
+    held_layers = held_blobs(held_layers) if key == "digest" else held_layers
     wanted, seen = [], set()
     for image in load_plan.to_load:
         for layer in image.layers:

@@ -158,9 +158,10 @@ images:
       sample: linux/amd64
     target_digest:
       description:
-        - The digest the target knows the image by after the task - its index's or manifest's - or null where the
-          target knows images by config digest only (Docker's classic store and Podman, which also drop the digest
-          an image was pulled by). Not returned in check mode.
+        - The digest the target knows the image by after the task - its index's or manifest's, as the target's key
+          (containerd, Docker's containerd store, a registry, an OCI layout) or among its RepoDigests (Podman) - or
+          null where the target keeps no manifest digest (Docker's classic store knows images by config digest and
+          drops RepoDigests on load). Not returned in check mode.
       type: str
       sample: sha256:9b1b4d2bd4b4fc0a4b8d8c62e5eeb4f4b7e1fa3b1f0e4ad7b0f8a47cdd0d4f8e
     digest_kept:

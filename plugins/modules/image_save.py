@@ -82,6 +82,15 @@ options:
         says V(converted)); their config digests (image IDs) stay.
     type: bool
     default: false
+  referrers:
+    description:
+      - Also save the artifacts that travel with each image, as they came - manifests whose C(subject) is the image
+        (OCI referrers - SBOMs, signatures, attestations) and the attestation manifests BuildKit lists in an image's
+        index - where the source holds them (OCI layouts and archives).
+      - They are never given to an engine as images; M(airgap.images.image_load) passes them on to an OCI layout
+        or a registry only.
+    type: bool
+    default: false
   compression_level:
     description:
       - Level on the usual scale (gzip 1-9, zstd 1-22). Defaults to 1 for gzip and 3 for zstd.
@@ -240,6 +249,7 @@ def main():
             compression_level=dict(type="int"),
             platforms=dict(type="list", elements="str"),
             convert=dict(type="bool", default=False),
+            referrers=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
@@ -265,7 +275,7 @@ def main():
                                       after="\n".join(sorted(item.line() for item in wanted)) + "\n")
             if reason and not module.check_mode:
                 images, saved = run_save(store, wanted, params["dest"], params["format"], compression,
-                                         params["compression_level"], params["convert"])
+                                         params["compression_level"], params["convert"], params["referrers"])
                 result["images"] = describe_images(images, params["convert"])
                 if saved is not None:
                     result.update(sha256=saved.sha256, compressor=saved.compressor)

@@ -31,6 +31,7 @@ BEHAVIOURS = {
     "test_save_then_load_elsewhere_keeps_the_source_ids": "save, load elsewhere: same IDs",
     "test_tag_only_repair": "tag repair",
     "test_thin_load_completes_from_held_layers": "thin load",
+    "test_load_after_removing_only_the_app_touches_nothing_else": "app removed, re-load: only it changes",
     "test_rollout_converges_and_reruns_unchanged": "rollout converges, re-run 0 changed",
 }
 

@@ -117,11 +117,14 @@ def _with_manifests(images, source, platform):
             if not selection.matches(found.platform):
                 continue
         chosen.append(_sized_like(found, image).with_references(image.references + found.references))
-    served = {image.index.digest for image in chosen if image.index is not None}
     for index_digest, platforms in offered.items():
-        if index_digest not in served:
-            raise ArchiveError("%s: index %s has no manifest for platform %s in the archive (it holds: %s); pass the "
-                               "platform the archive holds" % (source.label, index_digest, selection, ", ".join(platforms)))
+        kept = [image.platform for image in chosen if image.index_digest == index_digest]
+        missing = [str(wanted) for wanted in selection.platforms if not any(wanted.matches(held) for held in kept)]
+        if not kept or missing:
+            raise ArchiveError("%s: index %s has no manifest for platform %s in the archive (it holds: %s); pass a "
+                               "platform the archive holds"
+                               % (source.label, index_digest, ", ".join(missing) or selection,
+                                  ", ".join(sorted(platforms))))
     return chosen
 
 

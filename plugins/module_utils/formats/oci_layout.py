@@ -15,8 +15,8 @@ import json
 from ..digest import check_digest, sha256_digest
 from ..errors import ArchiveError, InvalidReferenceError, NotAnImageError
 from ..model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
-                    MEDIA_OCI_MANIFEST, UNCOMPRESSED_LAYER_TYPES, Artifact, Image, Layer, RawDocument,
-                     parse_config)
+                    MEDIA_OCI_MANIFEST, UNCOMPRESSED_LAYER_TYPES, Artifact, BlobRef, Image, Layer, RawDocument,
+                    parse_config)
 from ..platforms import parse_platforms
 from ..reference import parse_reference
 from .tarwriter import TarWriter
@@ -127,19 +127,22 @@ class Found:
         self.raw = raw
         self.index = index
         self.platform = platform
+        self.attestations = []
 
     @property
     def is_image(self):
         return self.artifact_type is None
 
-    def artifact(self, entry):
-        """The Artifact this is, named by the top-level ``entry`` it was found through."""
+    def artifact(self, entry=None, source=None):
+        """The Artifact this is, named by the top-level ``entry`` it was found through (None: reached through an
+        index); with ``source``, it can be copied as it came."""
         manifest = self.manifest or {}
+        names = (entry.references, [entry.digest], [entry.ref_name] if entry.ref_name else []) if entry else ((), (), ())
         return Artifact(self.descriptor["digest"], self.descriptor.get("mediaType"), self.artifact_type,
                         (manifest.get("config") or {}).get("mediaType"),
                         [layer.get("mediaType") for layer in manifest.get("layers", [])],
-                        entry.references, [entry.digest], [entry.ref_name] if entry.ref_name else [],
-                        (manifest.get("subject") or {}).get("digest"))
+                        *names, subject=(manifest.get("subject") or {}).get("digest"), manifest=self.raw,
+                        blobs=_blob_refs(source, manifest) if source is not None and self.raw is not None else ())
 
 
 class LayoutEntry:
@@ -160,8 +163,8 @@ class LayoutEntry:
     def images(self):
         return [found for found in self.found if found.is_image]
 
-    def artifacts(self):
-        return [found.artifact(self) for found in self.found]
+    def artifacts(self, source=None):
+        return [found.artifact(self, source) for found in self.found]
 
 
 class IndexWalker:
@@ -198,14 +201,37 @@ class IndexWalker:
         top = top or RawDocument(data, media_type)
         members = [d for d in _entries(index, what) if not _is_attestation(d)]
         candidates = [d for d in members if self.platforms.matches(d.get("platform"))]
-        present = [d for d in candidates if self.source.exists(blob_path(check_digest(d.get("digest"), what)))]
+        present = [d for d in candidates if self._has(d, what)]
         if not present:
-            listed = sorted({_describe_platform(d.get("platform")) for d in members})
-            raise ArchiveError("%s: %s has no manifest for platform %s in the archive (listed: %s); pass the platform "
-                               "the archive holds" % (self.source.label, what, self.platforms, ", ".join(listed) or "none"))
-        return self._chosen(present, what, depth, top)
+            raise self._lacking(what, self.platforms, members)
+        chosen = self._chosen(present, what, depth, top, members)
+        attestations = self._attestations(index, what)
+        for found in chosen:
+            found.attestations = attestations
+        return chosen
 
-    def _chosen(self, present, what, depth, top):
+    def _has(self, descriptor, what):
+        return self.source.exists(blob_path(check_digest(descriptor.get("digest"), what)))
+
+    def _attestations(self, index, what):
+        """BuildKit's attestation manifests this index lists and the archive holds, as Artifacts that can be copied."""
+        found = []
+        for descriptor in _entries(index, what):
+            if _is_attestation(descriptor) and descriptor.get("mediaType") in MANIFEST_TYPES and self._has(descriptor, what):
+                manifest = self.manifest(descriptor, what + " attestation")
+                found.append(Found(descriptor, manifest, manifest_artifact_type(manifest) or "attestation",
+                                   self._raw[descriptor["digest"]]).artifact(source=self.source))
+        return found
+
+    def _lacking(self, what, wanted, members):
+        """The error for an index whose selected platforms ``wanted`` have no manifest here: what the archive holds of
+        it, and what the index lists."""
+        held = [d for d in members if self._has(d, what)]
+        return ArchiveError("%s: %s has no manifest for platform %s in the archive (it holds: %s; listed in the "
+                            "index: %s); pass a platform the archive holds"
+                            % (self.source.label, what, wanted, _platform_names(held), _platform_names(members)))
+
+    def _chosen(self, present, what, depth, top, members):
         """Of an index's present entries, the image of each selected platform (the first that fits), or all of them
         for ``all``; the artifacts they are when none is an image."""
         images, artifacts, served = [], [], set()
@@ -223,7 +249,7 @@ class IndexWalker:
                 break
         missing = [str(p) for p in self.platforms.platforms if str(p) not in served] if images and self.platforms.several else []
         if missing:
-            raise ArchiveError("%s: %s has no manifest for platform %s in the archive" % (self.source.label, what, ", ".join(missing)))
+            raise self._lacking(what, ", ".join(missing), members)
         return images or artifacts
 
     def choose_images(self, descriptor, what):
@@ -259,6 +285,10 @@ class IndexWalker:
 def _describe_entry(position, descriptor):
     ref_name = (descriptor.get("annotations") or {}).get(ANNOTATION_REF_NAME)
     return "index.json entry %d%s" % (position, " (%s)" % ref_name if ref_name else "")
+
+
+def _platform_names(descriptors):
+    return ", ".join(sorted({_describe_platform(d.get("platform")) for d in descriptors})) or "none"
 
 
 def _describe_platform(platform):
@@ -316,16 +346,22 @@ def read_layout(source, platform=None):
     artifacts = []
     for entry in IndexWalker(source, platform).entries(source.read_json("index.json")):
         if not entry.is_image:
-            artifacts.extend(entry.artifacts())
+            artifacts.extend(entry.artifacts(source))
             continue
         for found in entry.images():
             named = by_manifest.setdefault(found.descriptor["digest"], (found, entry.where, [], []))
             named[2].extend(entry.references)
             if entry.digest and entry.digest not in named[3]:
                 named[3].append(entry.digest)
+    artifacts = merge_artifacts(artifacts)
     images = [image_from_found(source, found, references, digests, where)
               for found, where, references, digests in by_manifest.values()]
-    return images, merge_artifacts(artifacts)
+    return [_with_referrers(image, artifacts) for image in images], artifacts
+
+
+def _with_referrers(image, artifacts):
+    """The image with the artifacts whose subject it is, after the attestations its index lists."""
+    return image.with_referrers(image.referrers + [a for a in artifacts if a.subject is not None and a.subject in image.digests])
 
 
 def read_layout_images(source, platform=None):
@@ -342,7 +378,7 @@ def merge_artifacts(artifacts):
             merged[artifact.id] = Artifact(first.id, first.media_type, first.artifact_type, first.config_media_type,
                                            first.layer_media_types, first.references + artifact.references,
                                            first.digests + artifact.digests, first.ref_names + artifact.ref_names,
-                                           first.subject)
+                                           first.subject, first.manifest, first.blobs)
     return list(merged.values())
 
 
@@ -359,7 +395,18 @@ def image_from_found(source, found, references, digests, where=None):
     layers = [_layer(source, layer_desc, diff_id, "%s layer %d" % (what, i)) for i, (layer_desc, diff_id)
               in enumerate(zip(manifest["layers"], diff_ids))]
     return Image(config_bytes, layers, references, digests, what=what, manifest=found.raw, index=found.index,
-                 platform=found.platform)
+                 platform=found.platform, referrers=found.attestations)
+
+
+def _blob_refs(source, manifest):
+    """The config and layer blobs of an artifact's manifest that ``source`` holds, to copy as they are."""
+    refs = []
+    for descriptor in [manifest.get("config") or {}] + list(manifest.get("layers") or []):
+        digest = descriptor.get("digest")
+        if isinstance(digest, str) and isinstance(descriptor.get("size"), int) and source.exists(blob_path(digest)):
+            path = blob_path(digest)
+            refs.append(BlobRef(digest, descriptor["size"], lambda path=path: source.open(path), "%s: blob %s" % (source.label, digest)))
+    return refs
 
 
 def _layer(source, descriptor, diff_id, what):
@@ -494,6 +541,12 @@ class WritePlan:
                                   if made else image.manifest)
             self.stored.append(stored)
         self.omitted = {key for key, s in self.layers.items() if s.diff_id in omit or s.digest in omit}
+        self.referrers = list({artifact.id: artifact for image in self.images for artifact in image.referrers
+                               if artifact.manifest is not None}.values())
+
+    def referrer_blobs(self):
+        """The configs and layers of the artifacts that travel with the images, each once."""
+        return list({blob.digest: blob for artifact in self.referrers for blob in artifact.blobs}.values())
 
     def layers_to_write(self):
         written, out = set(), []
@@ -506,6 +559,7 @@ class WritePlan:
     def documents(self):
         """Every manifest and index blob, each once, indexes first."""
         documents = [image.index for image in self.images if image.index is not None] + self.manifests
+        documents += [artifact.manifest for artifact in self.referrers]
         return list({document.digest: document for document in documents}.values())
 
     def index_descriptors(self, ref_name_style):
@@ -520,11 +574,19 @@ class WritePlan:
             if not tagged:
                 descriptors.append(top.descriptor())
             descriptors.extend(top.descriptor(index_annotations(ref, ref_name_style)) for ref in tagged)
-        return descriptors
+        return descriptors + [referrer_descriptor(artifact) for artifact in self.referrers if artifact.subject]
 
     def made(self, image_position):
         """Whether the manifest of the image at ``image_position`` is made here (its source had none)."""
         return self.images[image_position].manifest is None
+
+
+def referrer_descriptor(artifact):
+    """index.json's unnamed entry for an artifact whose subject is an image (found again as a referrer)."""
+    descriptor = artifact.manifest.descriptor()
+    if artifact.artifact_type:
+        descriptor["artifactType"] = artifact.artifact_type
+    return descriptor
 
 
 def write_configs(tar, images):
@@ -554,6 +616,9 @@ def write_layout_head(tar, plan, ref_name_style):
     tar.add_dir("blobs/sha256")
     write_documents(tar, plan.documents())
     write_configs(tar, plan.images)
+    for blob in plan.referrer_blobs():
+        with blob.open() as stream:
+            tar.add_stream(blob_path(blob.digest), blob.size, stream, blob.what)
 
 
 def write_oci_archive(images, sink, omit_layers=()):

@@ -23,6 +23,7 @@ import subprocess
 from ..errors import ArchiveError, StoreError
 from ..formats.oci_layout import ANNOTATION_CONTAINERD_NAME, read_layout_images
 from ..formats.safetar import MAX_JSON_SIZE
+from ..model import HeldLayers
 from ..platforms import parse_platforms
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
@@ -128,18 +129,19 @@ class ContainerdStore:
 
     def layer_ids(self):
         """The blobs of the content store by digest, and the DiffIDs containerd labels them with
-        (``containerd.io/uncompressed``): a layer pulled compressed from a registry counts by both."""
-        held = set()
+        (``containerd.io/uncompressed``): a layer pulled compressed from a registry counts by both, and as a blob
+        (``HeldLayers.blobs``) only by its compressed digest."""
+        blobs, diff_ids = set(), set()
         for line in self.run("content", "ls").decode("utf-8", "replace").splitlines()[1:]:
             fields = line.split()
             if not fields or not fields[0].startswith("sha256:"):
                 continue
-            held.add(fields[0])
+            blobs.add(fields[0])
             for label in fields[-1].split(","):
                 key, _sep, value = label.partition("=")
                 if key == UNCOMPRESSED_LABEL and value.startswith("sha256:"):
-                    held.add(value)
-        return held
+                    diff_ids.add(value)
+        return HeldLayers(blobs | diff_ids, blobs)
 
     def _platform_args(self):
         """ctr's own platform flag, for one named platform; several (or all) are ctr's ``--all-platforms``."""

@@ -26,7 +26,7 @@ CHUNK = 1024 * 1024
 BROKEN_CONNECTION = ("Connection aborted", "Broken pipe", "Connection reset", "RemoteDisconnected", "Connection broken")
 
 
-def _version_tuple(text):
+def version_tuple(text):
     try:
         major, minor = text.split(".")[:2]
         return int(major), int(minor)
@@ -91,9 +91,9 @@ class DockerClient:
         if self.api_version is None:
             response = self._send("GET", self.base_url + "/_ping", stream=False)
             self._raise_for_status(response, "/_ping")
-            server = _version_tuple(response.headers.get("Api-Version", ""))
+            server = version_tuple(response.headers.get("Api-Version", ""))
             if server is None:
-                server = _version_tuple(self._send("GET", self.base_url + "/version", stream=False).json().get("ApiVersion"))
+                server = version_tuple(self._send("GET", self.base_url + "/version", stream=False).json().get("ApiVersion"))
             if server is not None and server < OLDEST_API:
                 raise StoreError("%s speaks API %d.%d; airgap.images needs %d.%d or newer (Docker 1.13+)"
                                  % ((self,) + server + OLDEST_API))

@@ -18,9 +18,10 @@ from ..atomic import atomic_file, file_lock, reporting_full_disk
 from ..compression import GZIP, NONE, ZSTD, open_compressing_writer
 from ..digest import HashingWriter, check_digest, drain, sha256_digest
 from ..errors import ArchiveError, StoreError
-from ..model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST, RawDocument
+from ..model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST, HeldLayers, RawDocument
 from ..formats.oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
-                                  index_annotations, layer_descriptor, merge_images, read_layout, read_layout_images)
+                                  index_annotations, layer_descriptor, merge_images, read_layout, read_layout_images,
+                                  referrer_descriptor)
 from ..formats.safetar import DirSource
 
 COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD}
@@ -67,12 +68,13 @@ class LayoutStore:
 
     def layer_ids(self):
         """What a thin source may leave out for this store: the DiffID and blob digest of every layer it holds."""
-        held = set()
+        digests, blobs = set(), set()
         for image in self.images():
             for layer in image.layers:
                 if self.has_blob(layer.stored_digest):
-                    held.update((layer.diff_id, layer.stored_digest))
-        return held
+                    digests.update((layer.diff_id, layer.stored_digest))
+                    blobs.add(layer.stored_digest)
+        return HeldLayers(digests, blobs)
 
     def has_blob(self, digest):
         return os.path.isfile(self._blob_file(digest))
@@ -89,7 +91,7 @@ class LayoutStore:
         """
         self._create()
         images = merge_images(images)
-        entries, made_layers = [], {}
+        entries, made_layers, referrers = [], {}, []
         for image in images:
             if image.manifest is None:
                 manifest = RawDocument(build_manifest(image, [self._put_made(layer, compression, level, made_layers)
@@ -104,13 +106,28 @@ class LayoutStore:
                     self._put_bytes(document.data)
             tagged = [ref for ref in image.references if ref.tag]
             entries.append((image.index or manifest, [index_annotations(ref, "full") for ref in tagged] or [None]))
+            for artifact in image.referrers:
+                self._put_artifact(artifact)
+                if artifact.subject:
+                    referrers.append(referrer_descriptor(artifact))
         with self._locked():
             index = self._read_index()
             for top, annotation_sets in entries:
                 for annotations in annotation_sets:
                     _add_entry(index, top.descriptor(annotations))
+            for descriptor in referrers:
+                _add_entry(index, descriptor)
             _atomic_write(os.path.join(self.root, "index.json"), canonical_json(index))
         return [image.id for image in images]
+
+    def _put_artifact(self, artifact):
+        """An artifact that travels with an image: its manifest and blobs as they came."""
+        for blob in artifact.blobs:
+            final = self._blob_file(blob.digest)
+            if not os.path.isfile(final):
+                with blob.open() as stream:
+                    self._write_blob(final, stream)
+        self._put_bytes(artifact.manifest.data)
 
     def _put_made(self, layer, compression, level, made):
         if layer.diff_id not in made:

@@ -256,6 +256,19 @@ class RegistryStore:
             uploaded += len(image.config_bytes)
         if image.index is not None:
             self._put_manifest(repo, manifest.digest, manifest)
+        for artifact in image.referrers:
+            uploaded += self._push_artifact(repo, artifact)
+        return uploaded
+
+    def _push_artifact(self, repo, artifact):
+        """An artifact that travels with an image (an attestation its index lists, a referrer): blobs, then the
+        manifest by digest, before the index that may name it."""
+        uploaded = 0
+        for blob in artifact.blobs:
+            if not self.has_blob(repo, blob.digest):
+                self._restartable_upload(repo, blob.digest, blob.open, blob.size)
+                uploaded += blob.size
+        self._put_manifest(repo, artifact.manifest.digest, artifact.manifest)
         return uploaded
 
     def _put_manifest(self, repo, target, document):

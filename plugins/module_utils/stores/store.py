@@ -23,14 +23,16 @@ import threading
 from ..formats.archive import open_archive
 from ..formats.docker_archive import write_docker_archive
 from ..errors import ImageError, ImageNotFoundError, InvalidReferenceError, StoreError
-from ..model import absent_layers, with_platforms
+from ..compression import ZSTD
+from ..model import absent_layers, held_blobs, with_platforms
 from ..reference import parse_image_selector, parse_reference, resolve_all, resolve_selector
 from .containerd import ContainerdStore
-from .docker import DockerClient, DockerStore
+from .docker import DockerClient, DockerStore, version_tuple
 from .layout import LayoutStore
 from .registry import RegistryStore
 
 ENGINES = ("docker", "podman", "containerd", "registry", "oci")
+ZSTD_API = (1, 42)  # Docker 23: the first to load zstd layers
 PODMAN_DEFAULT_HOST = "unix:///run/podman/podman.sock"
 
 
@@ -83,6 +85,29 @@ def store_image_from_model(image):
     return StoreImage(image.id, image.references, image.diff_ids, image.id, image.digests, image.digest)
 
 
+class PlatformsStoreImage(StoreImage):
+    """What a name points at when it is a multi-platform index with several selected platforms (a registry knows
+    images by name only): described as the first platform's image, the same content as any of them."""
+
+    def __init__(self, platform_images):
+        first = platform_images[0]
+        StoreImage.__init__(self, first.id, first.references, first.diff_ids, first.config_digest, first.digests,
+                            first.digest)
+        self.platform_images = platform_images
+
+    def same_content(self, image):
+        return any(StoreImage.same_content(platform_image, image) for platform_image in self.platform_images)
+
+
+def with_platform_images(found, candidates):
+    """``found`` or, when other ``candidates`` are platforms of the same index, a PlatformsStoreImage of them all."""
+    if found is None or found.digest is None:
+        return found
+    platforms = [found] + [other for other in candidates if other is not found and other.digest == found.digest
+                           and other.id != found.id]
+    return PlatformsStoreImage(platforms) if len(platforms) > 1 else found
+
+
 class _ModelStore:
     """Stores whose images are model Images already (OCI layout, containerd, registry): they hold blobs, so a layer is
     held when the blob the image's manifest names is."""
@@ -91,13 +116,16 @@ class _ModelStore:
 
     @staticmethod
     def holds(image, layer, held):
-        return image.layer_blob_digest(layer) in held
+        return image.layer_blob_digest(layer) in held_blobs(held)
 
     def _candidates(self):
         return [store_image_from_model(image) for image in self.images()]
 
     def find(self, selector):
-        return resolve_selector(selector, self._candidates())
+        """The image ``selector`` names; of a multi-platform image with several platforms selected, all of them."""
+        candidates = self._candidates()
+        found = resolve_selector(selector, candidates)
+        return with_platform_images(found, candidates)
 
     def _artifacts(self):
         """What a selector may name instead of an image: only layouts hold artifacts beside images."""
@@ -110,7 +138,6 @@ class _ModelStore:
         found = resolve_all(selectors, every, str(self), self._artifacts())
         yield [_only_selected_tags(platform_image, selector) for image, selector in zip(found, selectors)
                for platform_image in with_platforms(image, every)]
-
 
 
 def _only_selected_tags(image, selector):
@@ -155,7 +182,7 @@ class ContainerdImageStore(_ModelStore, ContainerdStore):
     def held_layers(self):
         return self.layer_ids()
 
-    def load(self, archive_path, images=None, omit_layers=()):
+    def load(self, archive_path, images=None, omit_layers=()):  # pylint: disable=arguments-renamed
         if images is None and not omit_layers:
             return self._import(archive_path)
         with open_archive(archive_path) as archive:
@@ -165,7 +192,7 @@ class ContainerdImageStore(_ModelStore, ContainerdStore):
     def load_images(self, images, omit_layers=(), workdir=None):
         """ctr imports files only: our archive of ``images`` goes through a temp file in ``workdir``."""
         with tempfile.NamedTemporaryFile(dir=workdir, prefix=".airgap-import-", suffix=".tar") as temp:
-            write_docker_archive(images, temp, omit_layers)
+            write_docker_archive(images_only(images), temp, omit_layers)
             temp.flush()
             return self._import(temp.name)
 
@@ -205,8 +232,8 @@ class RegistryImageStore(_ModelStore, RegistryStore):
         reference = parse_image_selector(selector).reference
         if reference is None:
             raise StoreError("%s: images in a registry are named by reference, not by ID (%s)" % (self, selector))
-        image = self.image(reference)
-        return store_image_from_model(image) if image is not None else None
+        found = [store_image_from_model(image) for image in self.images_of(reference)]
+        return PlatformsStoreImage(found) if len(found) > 1 else next(iter(found), None)
 
     @contextlib.contextmanager
     def open_images(self, selectors, workdir=None):
@@ -273,7 +300,7 @@ class EngineStore(DockerStore):
             with open_archive(temp.name, self.platform) as archive:
                 yield archive.images
 
-    def load(self, archive_path, images=None, omit_layers=()):
+    def load(self, archive_path, images=None, omit_layers=()):  # pylint: disable=arguments-renamed
         """Always re-streamed through our writer: every layer is checked against its DiffID as it goes, so a corrupt
         archive fails naming the layer (and the engine receives a truncated body, so it loads nothing)."""
         with open_archive(archive_path) as archive:
@@ -282,7 +309,15 @@ class EngineStore(DockerStore):
 
     def load_images(self, images, omit_layers=()):
         """Our archive of ``images``, written straight into the load request (no file)."""
-        return DockerStore.load(self, _streamed_archive(images, omit_layers))
+        return DockerStore.load(self, _streamed_archive(self.readable(images_only(images)), omit_layers))
+
+    def readable(self, images):
+        """Docker before 23 (API 1.42) cannot read zstd layers: an image with one is sent with a made manifest, its
+        layers uncompressed (that Docker knows images by config digest, which stays)."""
+        if self.kind != "docker" or version_tuple(self.client.negotiate()) >= ZSTD_API:
+            return images
+        return [image.without_manifest() if any(layer.compression == ZSTD for layer in image.layers) else image
+                for image in images]
 
     def tag(self, store_image, reference):  # pylint: disable=arguments-renamed
         DockerStore.tag(self, store_image.id, reference)
@@ -298,6 +333,12 @@ class PodmanStore(EngineStore):
 
     def __init__(self, host=None, **kwargs):
         EngineStore.__init__(self, host or os.environ.get("CONTAINER_HOST") or PODMAN_DEFAULT_HOST, **kwargs)
+
+
+def images_only(images):
+    """What an engine is given: the images, without the artifacts that travel with them (an engine would list an
+    SBOM or a signature as an image, or refuse it)."""
+    return [image.with_referrers([]) if image.referrers else image for image in images]
 
 
 def _subset(images, selectors):

@@ -37,3 +37,9 @@ def tar_bytes(entries):
             else:
                 tar.addfile(info)
     return out.getvalue()
+
+
+def read_all(layer):
+    """A layer's uncompressed bytes (verified against its DiffID on the way)."""
+    with layer.open() as stream:
+        return stream.read()

@@ -18,14 +18,9 @@ from ansible_collections.airgap.images.plugins.module_utils.build import build_i
 from ansible_collections.airgap.images.plugins.module_utils.digest import chain_ids, sha256_digest
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, CompressionError, DigestMismatchError
 
-from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images
+from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images, read_all
 
 GO_EMPTY_LAYER = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
-
-
-def read_all(layer):
-    with layer.open() as stream:
-        return stream.read()
 
 
 def test_empty_layer_matches_docker_well_known_digest():

@@ -28,11 +28,7 @@ REGCLIENT = os.path.join(FIXTURES, "regclient")
 BAZEL_IMAGE_1 = "sha256:6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e"
 BAZEL_IMAGE_2 = "sha256:930705ce23e3b6ed4c08746b6fe880089c864fbaf62482702ae3fdd66b8c7fe9"
 EMPTY_JSON = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-
-
-def read_all(layer):
-    with layer.open() as stream:
-        return stream.read()
+from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import read_all
 
 
 def contents(path, platform=None):
