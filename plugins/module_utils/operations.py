@@ -293,7 +293,9 @@ def new_layer_bytes(images, held):
 
 
 def plan_shipping(store, bundle, staging=None):
-    """What a host must receive of ``bundle`` (an OCI layout described by ``archive_info``) to hold all its images."""
+    """What a host must receive of ``bundle`` (an OCI layout described by ``archive_info``) to hold all its images;
+    of a multi-platform image, the platform the store is for (the host's, unless the task names one)."""
+    bundle = shipping.for_platform(bundle, getattr(store, "platform", None))
     load_plan = plan_load(store, shipping.bundle_images(bundle))
     held = store.held_layers() if load_plan.to_load else set()
     key = "digest" if store.holds_blobs and not shipping.is_separated(bundle) else "diff_id"

@@ -27,6 +27,7 @@ from .digest import sha256_digest
 from .errors import ArchiveError
 from .model import Image, Layer, RawDocument, held_blobs
 from .formats.oci_layout import blob_path
+from .platforms import parse_platforms
 from .reference import parse_reference
 from .formats.safetar import DirSource
 from .formats.separated import file_sha256
@@ -141,6 +142,29 @@ def bundle_images(bundle):
         raise ArchiveError("bundle: an image entry lacks %s: pass image_archive_info's result unchanged" % err) from None
 
 
+def for_platform(bundle, platform=None):
+    """The bundle with, of each multi-platform image, only the entries of ``platform`` (default: this host's): a
+    mixed amd64/arm64 fleet shares one bundle, and each host plans, receives and loads its own platform."""
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("images"), list):
+        return bundle  # bundle_images says what is wrong with it
+    selection = parse_platforms(platform)
+    kept, offered = [], {}
+    for entry in bundle["images"]:
+        index_digest = entry.get("index_digest") if isinstance(entry, dict) else None
+        if index_digest is None:
+            kept.append(entry)
+            continue
+        offered.setdefault(index_digest, []).append(entry.get("platform"))
+        if selection.matches(entry.get("platform_descriptor")):
+            kept.append(entry)
+    served = {entry.get("index_digest") for entry in kept}
+    for index_digest, platforms in offered.items():
+        if index_digest not in served:
+            raise ArchiveError("bundle: index %s has no image for platform %s (the bundle holds %s): save the bundle "
+                               "with platforms that include it" % (index_digest, selection, ", ".join(map(str, platforms))))
+    return dict(bundle, images=kept)
+
+
 def _bundle_files(bundle):
     if is_separated(bundle):
         return [bundle.get("manifest") or {}] + [part for image in bundle["images"] for part in (image.get("parts") or {}).values()]
@@ -184,8 +208,11 @@ class ShippingPlan:
         states = [(image, "load") for image in plan.to_load] + [(image, "tag") for image, _p, _m in plan.to_tag]
         bundle_bytes = _bundle_bytes(self.bundle)
         keys = {entry["id"]: entry.get("key") for entry in self.bundle["images"]}
-        to_change = [{"id": image.id, "repo_tags": image.repo_tags, "key": image.key, "state": state} for image, state in states]
-        present = [{"id": item["id"], "repo_tags": item["repo_tags"], "key": keys.get(item["id"]), "state": "present"} for item in plan.present]
+        digests = {entry["id"]: entry.get("index_digest") or entry.get("manifest_digest") for entry in self.bundle["images"]}
+        to_change = [{"id": image.id, "digest": image.digest, "repo_tags": image.repo_tags, "key": image.key, "state": state}
+                     for image, state in states]
+        present = [{"id": item["id"], "digest": digests.get(item["id"]), "repo_tags": item["repo_tags"],
+                    "key": keys.get(item["id"]), "state": "present"} for item in plan.present]
         return {
             "bundle_images": to_change + present,
             "ship": self.ship,
@@ -216,7 +243,7 @@ def files_to_ship(bundle, load_plan, held_layers, staging=None, key="diff_id"):
         if is_separated(bundle):
             listed["diff_ids"] = diff_ids
         else:
-            listed["diff_id"] = diff_ids[0]
+            listed.update(diff_id=diff_ids[0], digest=entry["digest"])
         (staged if _staged_intact(staging, entry) else ship).append(listed)
         missing += diff_ids
     return ShippingPlan(load_plan, ship, staged, missing, bundle)

@@ -31,7 +31,8 @@ options:
     default: false
   platform:
     description:
-      - The platform to pick from multi-platform OCI indexes (V(linux/amd64), ...). Defaults to the host's.
+      - The platform to pick from multi-platform OCI indexes (V(linux/amd64), ...), or V(all) for every platform the
+        archive holds (what the rollout role describes a bundle with). Defaults to the host's.
     type: str
 attributes:
   check_mode:
@@ -104,6 +105,35 @@ images:
       type: list
       elements: str
       sample: [sha256:58ebf4a3c2c583cace6b067f2ed4d43208c0e2a693d95d84c01b6c0a3ef7ee25]
+    manifest_digest:
+      description:
+        - Digest of the image's manifest as the archive stores it (the source's, byte for byte, unless the manifest was
+          made for an image whose source had none); null for a C(docker save) archive without an OCI side.
+      type: str
+      sample: sha256:58ebf4a3c2c583cace6b067f2ed4d43208c0e2a693d95d84c01b6c0a3ef7ee25
+    manifest_media_type:
+      description: The manifest's media type (OCI or Docker schema 2), null when there is none.
+      type: str
+      sample: application/vnd.oci.image.manifest.v1+json
+    index_digest:
+      description: Digest of the multi-platform index the image is one platform of (what a digest-pinned reference names), or null.
+      type: str
+      sample: sha256:2f3a8e2a3bc0f0bd8d9b1e7f8a5c6d4e3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e
+    platform:
+      description: The image's platform, C(os/architecture[/variant]) (its index entry's, else its config's).
+      type: str
+      sample: linux/arm64
+    platform_descriptor:
+      description: The platform object of its index entry, null for a single-platform image.
+      type: dict
+      sample: {os: linux, architecture: arm64}
+    referrers:
+      description:
+        - Artifacts that travel with the image (M(airgap.images.image_save) O(airgap.images.image_save#module:referrers=true)) -
+          manifests whose C(subject) is the image, and attestation manifests its index lists - as in RV(artifacts).
+      type: list
+      elements: dict
+      sample: [{kind: artifact, digest: "sha256:0dc2...", artifact_type: application/vnd.in-toto+json, subject: null}]
     os:
       description: Operating system from the image config.
       type: str
@@ -144,15 +174,26 @@ images:
           and M(airgap.images.image_load) can plan and load on a host that receives only layer files.
       type: str
       sample: eyJhcmNoaXRlY3R1cmUiOiJhbWQ2NCIsIm9zIjoibGludXgi...
+    manifest:
+      description:
+        - For an OCI layout directory, the image's manifest (C(media_type) and base64 C(data)), so that a host loads the
+          image with the same manifest digest.
+      type: dict
+      sample: {media_type: application/vnd.oci.image.manifest.v1+json, data: "eyJzY2hlbWFWZXJzaW9uIjoyLC..."}
+    index:
+      description: For an OCI layout directory, the index of a multi-platform image (C(media_type) and base64 C(data)).
+      type: dict
+      sample: {media_type: application/vnd.oci.image.index.v1+json, data: "eyJzY2hlbWFWZXJzaW9uIjoyLC..."}
     layers:
       description:
-        - The layers, bottom first, each with its DiffID, the digest of its stored blob (the DiffID when stored uncompressed),
-          uncompressed size, media type, and whether the archive holds it.
+        - The layers, bottom first, each with its DiffID, the digest, size (C(blob_size)) and C(compression) of the blob it
+          is stored as (the DiffID when stored uncompressed), uncompressed size, media type, and whether the archive holds it.
         - For an OCI layout directory, also C(file) (the blob's path inside the directory) and C(file_size).
       type: list
       elements: dict
-      sample: [{diff_id: "sha256:d4f5...", digest: "sha256:d4f5...", size: 2048, media_type: application/vnd.oci.image.layer.v1.tar,
-                present: true, verified: true, file: "blobs/sha256/d4f5...", file_size: 2048}]
+      sample: [{diff_id: "sha256:d4f5...", digest: "sha256:5c1e...", size: 2048, blob_size: 611, compression: gzip,
+                media_type: application/vnd.oci.image.layer.v1.tar+gzip, present: true, verified: true,
+                file: "blobs/sha256/5c1e...", file_size: 611}]
 artifacts:
   description:
     - What an OCI layout holds beside images (SBOMs, signatures, attestations, Helm charts), that is manifests whose

@@ -217,7 +217,7 @@ from ansible_collections.airgap.images.plugins.module_utils.module_support impor
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     LoadPlan, apply_load, archive_sender, images_sender, kept_digests, load_diff, plan_load)
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
-from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from
+from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from, for_platform
 from ansible_collections.airgap.images.plugins.module_utils.reference import resolve_all
 
 
@@ -225,7 +225,7 @@ from ansible_collections.airgap.images.plugins.module_utils.reference import res
 def open_source(params):
     """(images, sender factory) for an archive file, or for an app re-assembled from separated tarballs."""
     if params["bundle"] is not None:
-        yield _selected(params, bundle_images_from(params["bundle"], params["src"])), images_sender
+        yield _selected(params, bundle_images_from(for_platform(params["bundle"], params["platform"]), params["src"])), images_sender
         return
     if params["src"]:
         with open_archive(params["src"], params["platform"]) as archive:

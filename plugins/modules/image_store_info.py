@@ -81,18 +81,23 @@ EXAMPLES = r"""
 
 RETURN = r"""
 images:
-  description: What the store holds of each of O(images).
+  description:
+    - What the store holds of each of O(images) - C(id) is what the store calls the image's ID (the config digest,
+      or on Docker's containerd image store the manifest's or index's), C(digest) the manifest or index digest where
+      the store knows images by it (containerd, Docker's containerd store, a registry, an OCI layout), else null.
   returned: success
   type: list
   elements: dict
-  sample: [{name: registry.example.com/team/api:1.4.2, present: true, id: "sha256:4e6a...",
+  sample: [{name: registry.example.com/team/api:1.4.2, present: true, id: "sha256:4e6a...", digest: "sha256:9b1b...",
             repo_tags: [registry.example.com/team/api:1.4.2], diff_ids: ["sha256:d4f5..."]}]
 bundle_images:
-  description: Each image of O(bundle) and what it needs, C(present), C(tag) (held under other tags) or C(load).
+  description:
+    - Each image of O(bundle) (of a multi-platform image, the host's platform) and what it needs, C(present), C(tag)
+      (held under other tags) or C(load); C(digest) is the image's index or manifest digest in the bundle.
   returned: when O(bundle) is given
   type: list
   elements: dict
-  sample: [{id: "sha256:4e6a...", repo_tags: [registry.example.com/team/api:1.4.2], state: load}]
+  sample: [{id: "sha256:4e6a...", digest: "sha256:9b1b...", repo_tags: [registry.example.com/team/api:1.4.2], state: load}]
 needs_load:
   description: Whether any image of O(bundle) must be loaded or tagged.
   returned: when O(bundle) is given
@@ -100,11 +105,13 @@ needs_load:
   sample: true
 ship:
   description: The bundle's layer files to copy into O(staging), paths relative to the bundle directory, bottom layers
-    first, each with its size and DiffID; empty when the store holds everything it needs.
+    first, each with its size, DiffID and blob digest; empty when the store holds everything it needs. A store that
+    holds blobs (containerd, an OCI layout) lacks a layer unless it holds the very blob the bundle's manifest names;
+    Docker and Podman lack it unless they hold its DiffID. Of a multi-platform image, only the host's platform counts.
   returned: when O(bundle) is given
   type: list
   elements: dict
-  sample: [{file: blobs/sha256/77aa..., size: 73400320, diff_id: "sha256:77aa..."}]
+  sample: [{file: blobs/sha256/5c1e..., size: 28311040, diff_id: "sha256:77aa...", digest: "sha256:5c1e..."}]
 ship_bytes:
   description: Bytes of the files in RV(ship).
   returned: when O(bundle) is given

@@ -23,7 +23,9 @@ from ansible_collections.airgap.images.plugins.module_utils.formats.oci_layout i
 from ansible_collections.airgap.images.plugins.module_utils.model import (MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX,
                                                                           MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP,
                                                                           MEDIA_OCI_MANIFEST)
-from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info
+from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info, plan_shipping
+from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from, for_platform
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import OCIStore
 from ansible_collections.airgap.images.plugins.module_utils.platforms import host_platform, parse_platform
 
 AMD64, ARM64 = "linux/amd64", "linux/arm64"
@@ -281,3 +283,28 @@ def test_resaving_a_saved_archive_gives_the_same_bytes(layout, tmp_path):
         save_archive(archive.images, second)
     with open(first, "rb") as one, open(second, "rb") as other:
         assert one.read() == other.read()
+
+
+@pytest.mark.parametrize("host_platform_name", PLATFORMS)
+def test_one_bundle_serves_a_mixed_fleet_each_host_gets_and_loads_its_own_platform(multi, layout, tmp_path,
+                                                                                    host_platform_name):
+    bundle = archive_info(layout, platform="all")
+    assert sorted(entry["platform"] for entry in bundle["images"]) == sorted(PLATFORMS)
+    host = OCIStore(str(tmp_path / ("host-" + host_platform_name.replace("/", "-"))), platform=host_platform_name)
+    plan = plan_shipping(host, bundle, str(tmp_path / "staging"))
+    shipped = {"sha256:" + entry["file"].rsplit("/", 1)[-1] for entry in plan.ship}
+    assert shipped == set(multi.parts[host_platform_name].layer_digests)
+    assert [image["state"] for image in plan.result()["bundle_images"]] == ["load"]
+    images = bundle_images_from(for_platform(bundle, host_platform_name), layout)
+    host.import_images(images)
+    (held,) = host.images()
+    assert (held.platform_name, held.index_digest) == (host_platform_name, multi.index_digest)
+    assert plan_shipping(host, bundle).ship == [], "the host holds its platform: nothing more to send"
+
+
+def test_a_bundle_without_the_hosts_platform_says_so(multi, tmp_path):
+    root = multi.write(str(tmp_path / "arm-only"), platforms=["linux/arm64"])
+    bundle = archive_info(root, platform="all")
+    with pytest.raises(ArchiveError) as err:
+        for_platform(bundle, "linux/amd64")
+    assert multi.index_digest in str(err.value) and "linux/arm64" in str(err.value)
