@@ -174,8 +174,8 @@ def test_hosts_that_pulled_the_base_from_a_registry_receive_only_the_lib_and_app
         listing = hosts[host].ctr("content", "ls").stdout.splitlines()[1:]
         assert served_blobs <= containerd_blobs(hosts[host]), host
         # No other copy of a layer: no blob of a served DiffID (uncompressed) and none labelled with one (compressed).
-        # (In 2 of 6 runs, containerd 2.1 also held a small manifest (907 B) and config (327 B) this test does not expect;
-        # not understood yet: see the closing note of the identity issue.)
+        # (In 2 of 6 runs, containerd 2.1 also held a small manifest (907 B) and config (327 B) this test does not
+        # expect; not understood yet: see the closing note of the identity issue.)
         served_diff_ids = {diff_id for name in ALL for diff_id in docker_images[name].diff_ids}
         copies = [line for line in listing if line.split()[0] not in served_blobs
                   and (line.split()[0] in served_diff_ids or "containerd.io/uncompressed" in line)]
