@@ -78,7 +78,7 @@ def timed(command):
 
 def run(work, label, command, dest, repeat):
     runs = []
-    for _ in range(repeat):
+    for _run in range(repeat):
         if os.path.exists(dest):
             os.unlink(dest)
         seconds, rss = timed(command)
@@ -89,7 +89,7 @@ def run(work, label, command, dest, repeat):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--size", type=int, default=200, help="image size in MB (default 200)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", help="another checkout whose core runs on the same inputs")
@@ -117,8 +117,8 @@ def main():
         print("| source | to | tool | seconds | MB/s | output bytes | RSS MB |")
         print("|---|---|---|---:|---:|---:|---:|")
         for source, archive_format, tool, seconds, size, rss in rows:
-            print("| %s | %s | %s | %.2f | %.0f | %d | %.1f |" % (source, archive_format, tool, seconds,
-                                                               args.size / seconds if seconds else 0, size, rss))
+            rate = args.size / seconds if seconds else 0
+            print("| %s | %s | %s | %.2f | %.0f | %d | %.1f |" % (source, archive_format, tool, seconds, rate, size, rss))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

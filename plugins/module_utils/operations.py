@@ -87,8 +87,8 @@ def _content_difference(wanted, existing, layer_compression, convert):
                 return "%s is not in the archive, or its content differs" % item.selector
             if sorted(match.repo_tags) != sorted(item.tags):
                 held = ", ".join(sorted(match.repo_tags)) or "nothing"
-                return "%s: the archive tags it %s, wanted %s" % (item.selector, held,
-                                                                   ", ".join(item.tags) or "nothing")
+                wanted = ", ".join(item.tags) or "nothing"
+                return "%s: the archive tags it %s, wanted %s" % (item.selector, held, wanted)
             unmatched.remove(match)
     if unmatched:
         return "the archive also holds %s, which was not asked for" % ", ".join(image.describe() for image in unmatched)

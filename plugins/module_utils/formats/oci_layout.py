@@ -15,8 +15,8 @@ import json
 from ..digest import check_digest, sha256_digest
 from ..errors import ArchiveError, InvalidReferenceError, NotAnImageError
 from ..model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
-                    MEDIA_OCI_MANIFEST, UNCOMPRESSED_LAYER_TYPES, Artifact, BlobRef, Image, Layer, RawDocument,
-                    parse_config)
+                     MEDIA_OCI_MANIFEST, UNCOMPRESSED_LAYER_TYPES, Artifact, BlobRef, Image, Layer, RawDocument,
+                     parse_config)
 from ..platforms import parse_platforms
 from ..reference import parse_reference
 from .tarwriter import TarWriter

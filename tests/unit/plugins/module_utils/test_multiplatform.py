@@ -286,8 +286,8 @@ def test_resaving_a_saved_archive_gives_the_same_bytes(layout, tmp_path):
 
 
 @pytest.mark.parametrize("host_platform_name", PLATFORMS)
-def test_one_bundle_serves_a_mixed_fleet_each_host_gets_and_loads_its_own_platform(multi, layout, tmp_path,
-                                                                                    host_platform_name):
+def test_one_bundle_serves_a_mixed_fleet_each_host_gets_and_loads_its_own_platform(
+        multi, layout, tmp_path, host_platform_name):
     bundle = archive_info(layout, platform="all")
     assert sorted(entry["platform"] for entry in bundle["images"]) == sorted(PLATFORMS)
     host = OCIStore(str(tmp_path / ("host-" + host_platform_name.replace("/", "-"))), platform=host_platform_name)
