@@ -99,8 +99,8 @@ def _holds(store_image, image, layer_compression, convert):
     """Whether archive ``image`` is what saving ``store_image`` (a wanted image, or one platform of it) writes: its
     manifest kept, or one we made as asked."""
     if convert or store_image.digest is None:
-        return (image.id == (store_image.config_digest or store_image.id) and image.diff_ids == store_image.diff_ids
-                and layout_compression([image]) == layer_compression)
+        same_config = image.id == (store_image.config_digest or store_image.id)
+        return same_config and image.diff_ids == store_image.diff_ids and layout_compression([image]) == layer_compression
     return store_image.same_content(image)
 
 

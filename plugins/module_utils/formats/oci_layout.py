@@ -269,8 +269,8 @@ class IndexWalker:
         if digest not in self._manifests:
             data = read_verified_blob(self.source, descriptor, what + " manifest")
             self._manifests[digest] = parse_manifest(data, self.source.label, what)
-            self._raw[digest] = RawDocument(data, descriptor.get("mediaType") or self._manifests[digest].get("mediaType")
-                                            or MEDIA_OCI_MANIFEST)
+            media_type = descriptor.get("mediaType") or self._manifests[digest].get("mediaType") or MEDIA_OCI_MANIFEST
+            self._raw[digest] = RawDocument(data, media_type)
         return self._manifests[digest]
 
     def _foreign(self, descriptor, what):

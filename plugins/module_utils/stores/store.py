@@ -103,8 +103,7 @@ def with_platform_images(found, candidates):
     """``found`` or, when other ``candidates`` are platforms of the same index, a PlatformsStoreImage of them all."""
     if found is None or found.digest is None:
         return found
-    platforms = [found] + [other for other in candidates if other is not found and other.digest == found.digest
-                           and other.id != found.id]
+    platforms = [found] + [other for other in candidates if other.digest == found.digest and other.id != found.id]
     return PlatformsStoreImage(platforms) if len(platforms) > 1 else found
 
 
