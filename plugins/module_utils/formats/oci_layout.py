@@ -93,12 +93,8 @@ def manifest_artifact_type(manifest):
     return artifact_type if artifact_type not in image_types else config_type
 
 
-def read_manifest(source, descriptor, what):
-    """The manifest ``descriptor`` names, verified, with the fields an image or an artifact needs."""
-    return parse_manifest(read_verified_blob(source, descriptor, what + " manifest"), source.label, what)
-
-
 def parse_manifest(data, label, what):
+    """The manifest ``data`` holds (verified bytes), with the fields an image or an artifact needs."""
     manifest = _parse_json(data, label, what + " manifest")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
         raise ArchiveError("%s: %s: not an image manifest (needs config and layers)" % (label, what))
@@ -576,9 +572,6 @@ class WritePlan:
             descriptors.extend(top.descriptor(index_annotations(ref, ref_name_style)) for ref in tagged)
         return descriptors + [referrer_descriptor(artifact) for artifact in self.referrers if artifact.subject]
 
-    def made(self, image_position):
-        """Whether the manifest of the image at ``image_position`` is made here (its source had none)."""
-        return self.images[image_position].manifest is None
 
 
 def referrer_descriptor(artifact):
