@@ -573,7 +573,6 @@ class WritePlan:
         return descriptors + [referrer_descriptor(artifact) for artifact in self.referrers if artifact.subject]
 
 
-
 def referrer_descriptor(artifact):
     """index.json's unnamed entry for an artifact whose subject is an image (found again as a referrer)."""
     descriptor = artifact.manifest.descriptor()
