@@ -126,6 +126,13 @@ class _ModelStore:
         found = resolve_selector(selector, candidates)
         return with_platform_images(found, candidates)
 
+    def load(self, archive_path, images=None, omit_layers=()):  # pylint: disable=unused-argument
+        """Load all or the selected images of the archive at ``archive_path`` (``load_images``); returns their IDs."""
+        with open_archive(archive_path) as archive:
+            wanted = _subset(archive.images, images)
+            self.load_images(wanted)
+        return [image.id for image in wanted]
+
     def _artifacts(self):
         """What a selector may name instead of an image: only layouts hold artifacts beside images."""
         return ()
@@ -153,12 +160,6 @@ class OCIStore(_ModelStore, LayoutStore):
 
     def held_layers(self):
         return self.layer_ids()
-
-    def load(self, archive_path, images=None, omit_layers=()):  # pylint: disable=unused-argument
-        with open_archive(archive_path) as archive:
-            wanted = _subset(archive.images, images)
-            self.import_images(wanted)
-        return [image.id for image in wanted]
 
     def load_images(self, images, omit_layers=()):  # pylint: disable=unused-argument
         self.import_images(images)
@@ -246,12 +247,6 @@ class RegistryImageStore(_ModelStore, RegistryStore):
 
     def held_layers(self):
         return set()
-
-    def load(self, archive_path, images=None, omit_layers=()):  # pylint: disable=unused-argument
-        with open_archive(archive_path) as archive:
-            wanted = _subset(archive.images, images)
-            self.push(wanted)
-        return [image.id for image in wanted]
 
     def load_images(self, images, omit_layers=()):  # pylint: disable=unused-argument
         self.push(images)
