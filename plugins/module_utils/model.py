@@ -17,6 +17,7 @@ callable their reader gave them.
 import functools
 import json
 
+from .attachments import attachment_kind, parse_attachment_tag
 from .compression import GZIP, NONE, ZSTD, open_maybe_compressed
 from .digest import VerifyingReader, chain_ids, check_digest, drain, sha256_digest
 from .errors import ArchiveError, DigestMismatchError
@@ -282,13 +283,12 @@ class Artifact:
     """What a layout holds beside images (an SBOM, a signature, a Helm chart): reported, never loaded as an image.
 
     ``id`` is the manifest digest and ``references``/``digests`` name it as they would name an image, so that a
-    selector naming an artifact can be told apart from one naming nothing.
+    selector naming an artifact can be told apart from one naming nothing. ``subject`` is the digest it is attached
+    to: the one its manifest names (an OCI referrer), or the one its cosign ``tag`` names (``sha256-<hex>.sig``).
     """
 
-    kind = "artifact"
-
     def __init__(self, digest, media_type, artifact_type, config_media_type=None, layer_media_types=(),
-                 references=(), digests=(), ref_names=(), subject=None, manifest=None, blobs=()):
+                 references=(), digests=(), ref_names=(), subject=None, manifest=None, blobs=(), tag=None, annotations=None):
         """``manifest`` (a RawDocument) and ``blobs`` (BlobRef: its config and layers) let a writer copy it as it came."""
         self.id = digest
         self.manifest = manifest
@@ -300,10 +300,18 @@ class Artifact:
         self.references = _unique(references)
         self.digests = _unique([digest] + list(digests))
         self.ref_names = _unique(ref_names)
-        self.subject = subject
+        self.annotations = dict(annotations or {})
+        tagged = parse_attachment_tag(tag)
+        self.tag = tag if tagged is not None and tagged[1] else None
+        self.subject = subject or (tagged[0] if self.tag else None)
+        self.kind = attachment_kind(artifact_type, self.layer_media_types, self.annotations, tagged[1] if self.tag else None)
 
     def describe(self):
         return "%s (%s)" % (self.ref_names[0] if self.ref_names else self.id[:19], self.artifact_type)
+
+    def blob(self, digest):
+        """The BlobRef of this artifact's blob ``digest``; None when it did not travel."""
+        return next((blob for blob in self.blobs if blob.digest == digest), None)
 
     def summary(self):
         return {
@@ -317,6 +325,7 @@ class Artifact:
             "ref_names": list(self.ref_names),
             "references": [str(ref) for ref in self.references],
             "subject": self.subject,
+            "tag": self.tag,
         }
 
 

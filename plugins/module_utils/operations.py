@@ -19,6 +19,7 @@ from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
 from .stores.layout import LayoutStore
+from .signatures import signer_key_id
 from .formats import separated
 from . import shipping
 
@@ -111,6 +112,8 @@ def run_save(store, wanted, dest, archive_format, compression, level, convert=Fa
     (layers uncompressed, or for an OCI layout directory compressed as asked). With ``referrers``, the artifacts
     whose subject an image is, and the attestations its index lists, are saved with it."""
     folder = os.path.dirname(os.path.abspath(dest))
+    if referrers and hasattr(store, "fetch_attachments"):
+        store.fetch_attachments = True
     with store.open_images([item.selector for item in wanted], folder) as images:
         images = [_with_tags(platform_image, item) for image, item in zip(_in_request_order(images, wanted), wanted)
                   for platform_image in with_platforms(image, images)]
@@ -266,7 +269,7 @@ def archive_sender(store, archive_path, all_images):
 
     def send(images):
         if getattr(store, "imports_files", False) and not os.path.isdir(archive_path):
-            whole = len(images) == len(all_images)
+            whole = len(images) == len(all_images) and not any(image.referrers for image in all_images)  # ctr would list them as images
             store.load(archive_path, images=None if whole else [image.id for image in images])
         else:
             send_images(images)
@@ -372,7 +375,7 @@ def _image_info(image, verify):
             "platform": image.platform_name, "platform_descriptor": image.platform,
             "os": image.os, "architecture": image.architecture, "variant": image.variant,
             "created": image.created, "size": image.size, "layers": layers,
-            "referrers": [artifact.summary() for artifact in image.referrers]}
+            "referrers": [dict(artifact.summary(), key_id=signer_key_id(artifact)) for artifact in image.referrers]}
 
 
 def _separated_info(path, verify):

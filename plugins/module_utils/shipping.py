@@ -21,11 +21,13 @@ layers, plus the ``manifest``.
 
 import base64
 import binascii
+import functools
+import io
 import os
 
 from .digest import sha256_digest
 from .errors import ArchiveError
-from .model import Image, Layer, RawDocument, held_blobs
+from .model import Artifact, BlobRef, Image, Layer, RawDocument, held_blobs
 from .formats.oci_layout import blob_path
 from .platforms import parse_platforms
 from .reference import parse_reference
@@ -41,6 +43,7 @@ def add_bundle_files(root, info, images):
         for key, document in (("manifest", image.manifest), ("index", image.index)):
             if document is not None:
                 entry[key] = {"media_type": document.media_type, "data": _b64(document.data)}
+        entry["signatures"] = [_carried_signature(artifact) for artifact in image.referrers if artifact.kind == "signature"]
         for layer in entry["layers"]:
             layer["file"] = blob_path(layer["digest"])
             full = os.path.join(root, *layer["file"].split("/"))
@@ -50,6 +53,37 @@ def add_bundle_files(root, info, images):
 
 def _b64(data):
     return base64.b64encode(data).decode("ascii")
+
+
+def _carried_signature(artifact):
+    """A signature of the bundle, whole (its manifest and blobs: a few KB), so that each host can check it."""
+    blobs = {}
+    for blob in artifact.blobs:
+        with blob.open() as stream:
+            blobs[blob.digest] = _b64(stream.read())
+    return {"manifest": {"media_type": artifact.manifest.media_type, "data": _b64(artifact.manifest.data)},
+            "tag": artifact.tag, "subject": artifact.subject, "blobs": blobs}
+
+
+def carried_signatures(entry):
+    """The signature Artifacts a bundle entry carries (each blob checked against its digest when it is read)."""
+    artifacts = []
+    for carried in entry.get("signatures") or []:
+        try:
+            manifest = RawDocument(base64.b64decode(carried["manifest"]["data"], validate=True), carried["manifest"]["media_type"])
+            blobs = {digest: base64.b64decode(data, validate=True) for digest, data in carried["blobs"].items()}
+            parsed = manifest.json()
+        except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):
+            raise ArchiveError("bundle: a signature of image %s is not as image_archive_info describes it" % entry.get("id")) from None
+        refs = [BlobRef(digest, len(data), functools.partial(io.BytesIO, data)) for digest, data in blobs.items()]
+        tag = carried.get("tag")
+        names = [parse_reference(name).with_tag(tag) for name in entry.get("repo_tags") or []] if tag else []
+        artifacts.append(Artifact(manifest.digest, manifest.media_type, parsed.get("artifactType"),
+                                  (parsed.get("config") or {}).get("mediaType"),
+                                  [layer.get("mediaType") for layer in parsed.get("layers") or []], references=names,
+                                  subject=carried.get("subject") if not tag else None, manifest=manifest,
+                                  blobs=refs, tag=carried.get("tag"), annotations=parsed.get("annotations")))
+    return artifacts
 
 
 def separated_parts(root, entry):
@@ -180,7 +214,8 @@ def bundle_images_from(bundle, directory):
     for entry, described in zip(bundle["images"], bundle_images(bundle)):
         layers = [_layer(source, layer, "%s layer %d" % (described.describe(), index)) for index, layer in enumerate(described.layers)]
         images.append(Image(_config_bytes(entry), layers, described.references, described.digests, what=described.describe(),
-                            manifest=described.manifest, index=described.index, platform=described.platform))
+                            manifest=described.manifest, index=described.index, platform=described.platform,
+                            referrers=carried_signatures(entry)))
     return images
 
 

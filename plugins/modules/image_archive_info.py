@@ -133,7 +133,10 @@ images:
           manifests whose C(subject) is the image, and attestation manifests its index lists - as in RV(artifacts).
       type: list
       elements: dict
-      sample: [{kind: artifact, digest: "sha256:0dc2...", artifact_type: application/vnd.in-toto+json, subject: null}]
+      sample: [{kind: signature, digest: "sha256:b9e83b2d...", artifact_type: application/vnd.dev.sigstore.bundle.v0.3+json,
+                subject: "sha256:5337de44...", tag: null, key_id: "qZnJeG8y8gGCpXEtpd2dbC2ZBsWI2kkunW2zI93XHmA="},
+               {kind: signature, digest: "sha256:2c1b8f0e...", layer_media_types: [application/vnd.dev.cosign.simplesigning.v1+json],
+                subject: "sha256:5337de44...", tag: sha256-5337de44....sig, key_id: null}]
     os:
       description: Operating system from the image config.
       type: str
@@ -204,9 +207,24 @@ artifacts:
   elements: dict
   contains:
     kind:
-      description: V(artifact).
+      description:
+        - What it is, by its tag, media types and cosign's annotations - V(signature) (cosign's C(.sig) tag, or a
+          Sigstore bundle of a cosign signature), V(attestation) (C(.att), DSSE envelopes, other Sigstore bundles),
+          V(sbom) (C(.sbom), SPDX or CycloneDX media types) or V(artifact).
+        - Whether a signature verifies is M(airgap.images.image_verify)'s to say.
       type: str
-      sample: artifact
+      sample: sbom
+    tag:
+      description: The cosign tag it is attached by (C(sha256-<hex>.sig), C(.att), C(.sbom)), or null for an OCI referrer.
+      type: str
+      sample: sha256-5337de44f387aa5befd2bd7cb7a407dfc3a5b36e0d68cb3c1a1f990c82a54cce.sig
+    key_id:
+      description:
+        - For a signature or attestation in a Sigstore bundle, the key id it names (cosign's, the base64 sha256 of the
+          public key), or V(keyless) when it carries a certificate instead; null when the format names none (cosign's
+          C(.sig)) or for other artifacts. Only in RV(images[].referrers).
+      type: str
+      sample: qZnJeG8y8gGCpXEtpd2dbC2ZBsWI2kkunW2zI93XHmA=
     digest:
       description: The artifact manifest's digest.
       type: str
@@ -244,7 +262,7 @@ artifacts:
       elements: str
       sample: [registry.example.com/team/api:sbom]
     subject:
-      description: The digest of the image it refers to (OCI 1.1 C(subject)), or null.
+      description: The digest of the image it is attached to (OCI 1.1 C(subject), or the digest its cosign tag names), or null.
       type: str
       sample: sha256:58ebf4a3c2c583cace6b067f2ed4d43208c0e2a693d95d84c01b6c0a3ef7ee25
 manifest:

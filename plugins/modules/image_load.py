@@ -18,6 +18,7 @@ description:
   - Errors the engine streams back during the load are reported verbatim.
 extends_documentation_fragment:
   - airgap.images.engine
+  - airgap.images.signatures
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
 options:
@@ -193,6 +194,42 @@ bytes_sent:
   returned: success
   type: int
   sample: 73400320
+signatures:
+  description:
+    - With O(signed_by) (or O(sigstore_trust_root)), the check of each image, also when the task fails because an image
+      was refused.
+  returned: when a signature check was asked for
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The image, by tag or ID.
+      type: str
+      sample: registry.example.com/team/api:1.4.2
+    digest:
+      description: Its digest (the index's for a multi-platform image, else the manifest's).
+      type: str
+      sample: sha256:1104ae0f4efc6c3bc1b7bbd9a2b5f1e1b0c0e2a3d6a6f0e5b4f5f6c7d8e9f0a1
+    verified:
+      description: Whether at least one signature over that digest verified with a key given.
+      type: bool
+      sample: true
+    reason:
+      description: Why the image was refused (null when it passed).
+      type: str
+      sample: "no signature: the archive carries none for its digest (save it with referrers: true from where it is signed)"
+    signatures:
+      description:
+        - Each signature attached to the image's digests, with C(format) (V(simple-signing) or V(sigstore-bundle)),
+          C(digest) (the signature's manifest), C(tag), C(signed_digest) (what its payload names),
+          C(docker_reference) (the repository it names, reported only), C(key_id) (cosign's key id, the base64 sha256 of
+          the public key), C(key) (which O(signed_by) entry verified it), C(identity) and C(issuer) (keyless),
+          C(verified) and C(reason).
+      type: list
+      elements: dict
+      sample: [{format: sigstore-bundle, digest: "sha256:b9e83b2d...", tag: null, signed_digest: "sha256:5337de44...",
+                docker_reference: null, key_id: "qZnJeG8y8gGCpXEtpd2dbC2ZBsWI2kkunW2zI93XHmA=", key: /etc/airgap/cosign.pub,
+                identity: null, issuer: null, verified: true, reason: null}]
 msg:
   description: What was done.
   returned: always
@@ -213,7 +250,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError, ImageNotFoundError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params)
+    Stopwatch, clean_up_on_sigterm, cryptography_needed, describe_images, engine_argument_spec, requests_needed, signature_argument_spec,
+    signature_policy, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.signatures import SignatureRefusedError, refuse_unsigned
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     LoadPlan, apply_load, archive_sender, images_sender, kept_digests, load_diff, plan_load)
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
@@ -257,7 +296,7 @@ def add_target_digests(described, known):
 
 def main():
     module = AnsibleModule(
-        argument_spec=engine_argument_spec(
+        argument_spec=signature_argument_spec(engine_argument_spec(
             src=dict(type="path"),
             bundle=dict(type="dict"),
             images=dict(type="list", elements="str"),
@@ -269,7 +308,7 @@ def main():
                 lib=dict(type="path"),
                 verify=dict(type="bool", default=True),
             )),
-        ),
+        )),
         mutually_exclusive=[("src", "separated"), ("bundle", "separated")],
         required_one_of=[("src", "separated")],
         required_by={"bundle": "src"},
@@ -279,11 +318,16 @@ def main():
     clean_up_on_sigterm()
     if requests_needed(params):
         module.fail_json(msg=missing_required_lib("requests"))
+    if cryptography_needed(params):
+        module.fail_json(msg=missing_required_lib("cryptography", reason="to verify signatures (signed_by)"))
     watch = Stopwatch()
     result = dict(changed=False, loaded=[], tagged=[], present=[], bytes_sent=0)
     try:
+        policy = signature_policy(params)
         store = store_from_params(params)
         with open_source(params) as (images, send):
+            if policy is not None:
+                result["signatures"] = refuse_unsigned(images, policy)
             plan = LoadPlan() if params["force"] else plan_load(store, images)
             if params["force"]:
                 plan.to_load = list(images)
@@ -295,6 +339,9 @@ def main():
                 add_target_digests(result["images"], kept_digests(store, images))
             result.update(loaded=loaded, tagged=tagged,
                           bytes_sent=0 if module.check_mode else sum(image.size or 0 for image in images if image.id in loaded))
+    except SignatureRefusedError as err:
+        result["signatures"] = err.verdicts
+        module.fail_json(msg=str(err), duration_s=watch.seconds, **result)
     except ImageError as err:
         module.fail_json(msg=str(err), duration_s=watch.seconds, **result)
     except Exception as err:  # pylint: disable=broad-except

@@ -18,6 +18,7 @@ description:
     and the OCI layout store.
 extends_documentation_fragment:
   - airgap.images.engine
+  - airgap.images.signatures
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
 options:
@@ -106,6 +107,42 @@ bytes_pulled:
   returned: success
   type: int
   sample: 73400320
+signatures:
+  description:
+    - With O(signed_by) (or O(sigstore_trust_root)), the check of each image, also when the task fails because an image
+      was refused.
+  returned: when a signature check was asked for
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The image, by tag or ID.
+      type: str
+      sample: registry.example.com/team/api:1.4.2
+    digest:
+      description: Its digest (the index's for a multi-platform image, else the manifest's).
+      type: str
+      sample: sha256:1104ae0f4efc6c3bc1b7bbd9a2b5f1e1b0c0e2a3d6a6f0e5b4f5f6c7d8e9f0a1
+    verified:
+      description: Whether at least one signature over that digest verified with a key given.
+      type: bool
+      sample: true
+    reason:
+      description: Why the image was refused (null when it passed).
+      type: str
+      sample: "no signature: the archive carries none for its digest (save it with referrers: true from where it is signed)"
+    signatures:
+      description:
+        - Each signature attached to the image's digests, with C(format) (V(simple-signing) or V(sigstore-bundle)),
+          C(digest) (the signature's manifest), C(tag), C(signed_digest) (what its payload names),
+          C(docker_reference) (the repository it names, reported only), C(key_id) (cosign's key id, the base64 sha256 of
+          the public key), C(key) (which O(signed_by) entry verified it), C(identity) and C(issuer) (keyless),
+          C(verified) and C(reason).
+      type: list
+      elements: dict
+      sample: [{format: sigstore-bundle, digest: "sha256:b9e83b2d...", tag: null, signed_digest: "sha256:5337de44...",
+                docker_reference: null, key_id: "qZnJeG8y8gGCpXEtpd2dbC2ZBsWI2kkunW2zI93XHmA=", key: /etc/airgap/cosign.pub,
+                identity: null, issuer: null, verified: true, reason: null}]
 msg:
   description: What was done.
   returned: always
@@ -124,7 +161,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_missing, store_from_params)
+    Stopwatch, clean_up_on_sigterm, cryptography_needed, engine_argument_spec, requests_missing, signature_argument_spec, signature_policy,
+    store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.signatures import SignatureRefusedError, refuse_unsigned
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     apply_load, images_sender, load_diff, new_layer_bytes, plan_load)
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
@@ -138,7 +177,7 @@ def registry_store(params):
 
 def main():
     module = AnsibleModule(
-        argument_spec=engine_argument_spec(
+        argument_spec=signature_argument_spec(engine_argument_spec(
             images=dict(type="list", elements="str", required=True),
             registry=dict(type="str", required=True),
             registry_username=dict(type="str"),
@@ -146,24 +185,34 @@ def main():
             registry_ca_path=dict(type="path"),
             registry_validate_certs=dict(type="bool", default=True),
             registry_insecure=dict(type="bool", default=False),
-        ),
+        )),
         supports_check_mode=True,
     )
     params = module.params
     clean_up_on_sigterm()
     if requests_missing():
         module.fail_json(msg=missing_required_lib("requests"))
+    if cryptography_needed(params):
+        module.fail_json(msg=missing_required_lib("cryptography", reason="to verify signatures (signed_by)"))
     watch = Stopwatch()
     result = dict(changed=False, loaded=[], tagged=[], present=[], bytes_pulled=0)
     try:
+        policy = signature_policy(params)
         target = store_from_params(params)
-        with registry_store(params).open_images(params["images"]) as images:
+        source = registry_store(params)
+        source.fetch_attachments = policy is not None
+        with source.open_images(params["images"]) as images:
+            if policy is not None:
+                result["signatures"] = refuse_unsigned(images, policy, "pulled")
             plan = plan_load(target, images)
             held = target.held_layers() if plan.to_load else set()
             result.update(changed=plan.changed, present=plan.present, bytes_pulled=new_layer_bytes(plan.to_load, held))
             if module._diff:  # pylint: disable=protected-access
                 result["diff"] = load_diff(images, plan)
             result["loaded"], result["tagged"] = apply_load(target, images, plan, images_sender(target, held), module.check_mode)
+    except SignatureRefusedError as err:
+        result["signatures"] = err.verdicts
+        module.fail_json(msg=str(err), duration_s=watch.seconds, **result)
     except ImageError as err:
         module.fail_json(msg=str(err), duration_s=watch.seconds, **result)
     except Exception as err:  # pylint: disable=broad-except

@@ -17,7 +17,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CURRENT=${AIRGAP_CURRENT_DIR:-$ROOT/.build/current}
-BIN_PACKAGES=(docker.io docker-cli containerd crane)
+BIN_PACKAGES=(docker.io docker-cli containerd crane cosign oras)
 CHROOT_PACKAGES=(podman skopeo python3 python3-venv ca-certificates)
 ANSIBLE_PIP=("ansible-core" "requests")
 HOST_CA=/etc/ssl/certs/ca-certificates.crt

@@ -12,6 +12,7 @@ manifests whose config media type is not an image config's, or that carry an
 
 import json
 
+from ..attachments import ANNOTATION_COSIGN_KIND, COSIGN_SAVE_KINDS, parse_attachment_tag
 from ..digest import check_digest, sha256_digest
 from ..errors import ArchiveError, InvalidReferenceError, NotAnImageError
 from ..model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
@@ -89,8 +90,18 @@ def manifest_artifact_type(manifest):
     artifact_type = manifest.get("artifactType")
     config_type = manifest["config"].get("mediaType")
     if artifact_type in image_types and config_type in image_types:
-        return None
+        foreign = [media_type for media_type in _layer_media_types(manifest) if not _is_layer_type(media_type)]
+        return foreign[0] if foreign else None  # cosign's signatures have an image config, but no layer tar
     return artifact_type if artifact_type not in image_types else config_type
+
+
+def _layer_media_types(manifest):
+    return [layer.get("mediaType") for layer in manifest.get("layers") or [] if isinstance(layer, dict)]
+
+
+def _is_layer_type(media_type):
+    """Whether a layer media type is a filesystem tar (plain, compressed, encrypted, foreign or non-distributable)."""
+    return media_type is None or ".tar" in media_type or "rootfs" in media_type
 
 
 def parse_manifest(data, label, what):
@@ -132,13 +143,21 @@ class Found:
     def artifact(self, entry=None, source=None):
         """The Artifact this is, named by the top-level ``entry`` it was found through (None: reached through an
         index); with ``source``, it can be copied as it came."""
-        manifest = self.manifest or {}
         names = (entry.references, [entry.digest], [entry.ref_name] if entry.ref_name else []) if entry else ((), (), ())
-        return Artifact(self.descriptor["digest"], self.descriptor.get("mediaType"), self.artifact_type,
-                        (manifest.get("config") or {}).get("mediaType"),
-                        [layer.get("mediaType") for layer in manifest.get("layers", [])],
-                        *names, subject=(manifest.get("subject") or {}).get("digest"), manifest=self.raw,
-                        blobs=_blob_refs(source, manifest) if source is not None and self.raw is not None else ())
+        tags = [ref.tag for ref in names[0] if ref.tag] + [name.rsplit(":", 1)[-1] for name in names[2]]
+        return artifact_from_manifest(self.descriptor, self.manifest, self.raw, self.artifact_type, source, *names,
+                                      tag=next((tag for tag in tags if (parse_attachment_tag(tag) or (None, None))[1]), None))
+
+
+def artifact_from_manifest(descriptor, manifest, raw, artifact_type, source=None, references=(), digests=(), ref_names=(),
+                           tag=None):
+    """The Artifact of an attached or listed manifest; with ``source`` (which holds its blobs), one to copy as it came."""
+    manifest = manifest or {}
+    return Artifact(descriptor["digest"], descriptor.get("mediaType"), artifact_type, (manifest.get("config") or {}).get("mediaType"),
+                    _layer_media_types(manifest), references, digests, ref_names,
+                    subject=(manifest.get("subject") or {}).get("digest"), manifest=raw,
+                    blobs=_blob_refs(source, manifest) if source is not None and raw is not None else (), tag=tag,
+                    annotations=manifest.get("annotations") if isinstance(manifest.get("annotations"), dict) else None)
 
 
 class LayoutEntry:
@@ -369,13 +388,20 @@ def merge_artifacts(artifacts):
     """One Artifact per manifest digest, the names of every entry that leads to it merged, order kept."""
     merged = {}
     for artifact in artifacts:
-        first = merged.setdefault(artifact.id, artifact)
+        key = artifact_key(artifact)
+        first = merged.setdefault(key, artifact)
         if first is not artifact:
-            merged[artifact.id] = Artifact(first.id, first.media_type, first.artifact_type, first.config_media_type,
-                                           first.layer_media_types, first.references + artifact.references,
-                                           first.digests + artifact.digests, first.ref_names + artifact.ref_names,
-                                           first.subject, first.manifest, first.blobs)
+            merged[key] = Artifact(first.id, first.media_type, first.artifact_type, first.config_media_type,
+                                   first.layer_media_types, first.references + artifact.references,
+                                   first.digests + artifact.digests, first.ref_names + artifact.ref_names,
+                                   first.subject, first.manifest, first.blobs, first.tag, first.annotations)
     return list(merged.values())
+
+
+def artifact_key(artifact):
+    """What makes an attachment one: its manifest, and the cosign tag it is attached by (one signature manifest
+    can sit under the tags of two images)."""
+    return artifact.id, artifact.tag
 
 
 def image_from_found(source, found, references, digests, where=None):
@@ -537,7 +563,7 @@ class WritePlan:
                                   if made else image.manifest)
             self.stored.append(stored)
         self.omitted = {key for key, s in self.layers.items() if s.diff_id in omit or s.digest in omit}
-        self.referrers = list({artifact.id: artifact for image in self.images for artifact in image.referrers
+        self.referrers = list({artifact_key(artifact): artifact for image in self.images for artifact in image.referrers
                                if artifact.manifest is not None}.values())
 
     def referrer_blobs(self):
@@ -570,7 +596,20 @@ class WritePlan:
             if not tagged:
                 descriptors.append(top.descriptor())
             descriptors.extend(top.descriptor(index_annotations(ref, ref_name_style)) for ref in tagged)
-        return descriptors + [referrer_descriptor(artifact) for artifact in self.referrers if artifact.subject]
+        return descriptors + [entry for artifact in self.referrers for entry in attached_descriptors(artifact, ref_name_style)]
+
+
+def attached_descriptors(artifact, ref_name_style="full"):
+    """index.json's entries for an artifact attached to an image: a referrer's one unnamed entry (found again by its
+    subject, as oras lays it out); for cosign's tag scheme, one per name of its tag, with the ``kind`` cosign save
+    gives it. An artifact attached to nothing (an attestation its image's index lists) needs none."""
+    if artifact.tag is None:
+        return [referrer_descriptor(artifact)] if artifact.subject else []
+    names = [ref for ref in artifact.references if ref.tag == artifact.tag]
+    if not names:
+        raise ArchiveError("%s: %s has no repository to carry its tag %s" % (artifact.describe(), artifact.kind, artifact.tag))
+    kind = {ANNOTATION_COSIGN_KIND: COSIGN_SAVE_KINDS[parse_attachment_tag(artifact.tag)[1]]}
+    return [artifact.manifest.descriptor(dict(index_annotations(ref, ref_name_style), **kind)) for ref in names]
 
 
 def referrer_descriptor(artifact):

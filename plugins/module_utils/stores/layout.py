@@ -21,7 +21,7 @@ from ..errors import ArchiveError, StoreError
 from ..model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST, HeldLayers, RawDocument
 from ..formats.oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
                                   index_annotations, layer_descriptor, merge_images, read_layout, read_layout_images,
-                                  referrer_descriptor)
+                                  attached_descriptors)
 from ..formats.safetar import DirSource
 
 COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD}
@@ -108,8 +108,7 @@ class LayoutStore:
             entries.append((image.index or manifest, [index_annotations(ref, "full") for ref in tagged] or [None]))
             for artifact in image.referrers:
                 self._put_artifact(artifact)
-                if artifact.subject:
-                    referrers.append(referrer_descriptor(artifact))
+                referrers.extend(attached_descriptors(artifact))
         with self._locked():
             index = self._read_index()
             for top, annotation_sets in entries:

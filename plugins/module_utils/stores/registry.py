@@ -19,11 +19,13 @@ import re
 import time
 from urllib.parse import urlencode, urljoin
 
+from ..attachments import TAG_SUFFIXES, attachment_tag, referrer_entry
 from ..digest import CHUNK_SIZE, sha256_digest
 from ..errors import ArchiveError, ImageNotFoundError, StoreError
 from .http_unix import requests, requests_missing
-from ..model import INDEX_TYPES, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST
-from ..formats.oci_layout import IndexWalker, WritePlan, image_from_found
+from ..model import INDEX_TYPES, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, RawDocument
+from ..formats.oci_layout import (IndexWalker, WritePlan, artifact_from_manifest, artifact_key, build_index, image_from_found,
+                                  manifest_artifact_type, parse_manifest)
 from ..reference import parse_reference
 
 ACCEPT = ", ".join((MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST))
@@ -62,6 +64,8 @@ class RegistryStore:
         self.mounted = []
         self.chunk_size = UPLOAD_CHUNK
         self.backoff = 0.5
+        self.fetch_attachments = False  # images_of also reads each image's signatures, attestations and SBOMs
+        self._unlisted_referrers = {}
 
     def __str__(self):
         return "registry %s" % self.base_url
@@ -211,8 +215,56 @@ class RegistryStore:
             return []
         source = _RegistrySource(self, self._repository(reference), found)
         top = {"mediaType": found[1], "digest": found[2], "size": len(found[0])}
-        return [image_from_found(source, chosen, [reference] if reference.tag else [], [found[2]])
-                for chosen in IndexWalker(source, self.platform).choose_images(top, str(reference))]
+        images = [image_from_found(source, chosen, [reference] if reference.tag else [], [found[2]])
+                  for chosen in IndexWalker(source, self.platform).choose_images(top, str(reference))]
+        if self.fetch_attachments:
+            images = [image.with_referrers(image.referrers + self._attached(source, image)) for image in images]
+        return images
+
+    def _attached(self, source, image):
+        """What is attached to the image's manifest and index digests: referrers and cosign's tag-scheme objects."""
+        found = {}
+        for digest in (image.manifest_digest, image.index_digest):
+            if digest is not None:
+                found.update((artifact_key(artifact), artifact) for artifact in self.attachments(source, digest))
+        return list(found.values())
+
+    def attachments(self, source, digest):
+        """The artifacts attached to ``digest`` in ``source``'s repository, each with its blobs (fetched when copied)."""
+        artifacts = [self._artifact(source, descriptor["digest"]) for descriptor in self.referrers(source.repo, digest)]
+        for suffix in TAG_SUFFIXES:
+            tag = attachment_tag(digest, suffix)
+            found = self.get_manifest_in(source.repo, tag)
+            if found is not None:
+                reference = parse_reference("%s/%s:%s" % (self.host, source.repo, tag))
+                artifacts.append(self._artifact(source, found[2], found, [reference], tag))
+        return artifacts
+
+    def referrers(self, repo, digest):
+        """The descriptors of the manifests whose subject is ``digest``: the referrers API's answer, or (a registry
+        without it) the index under the fallback tag ``sha256-<hex>``."""
+        response = self._request("GET", "/v2/%s/referrers/%s" % (repo, digest), "repository:%s:pull" % repo,
+                                 expect=(200, 404), headers={"Accept": MEDIA_OCI_INDEX})
+        if response.status_code == 200 and response.headers.get("Content-Type", "").startswith(MEDIA_OCI_INDEX):
+            listing = response.json()
+        else:
+            found = self.get_manifest_in(repo, attachment_tag(digest))
+            listing = json.loads(found[0]) if found is not None and found[1] in INDEX_TYPES else {}
+        manifests = listing.get("manifests") if isinstance(listing, dict) else None
+        return [d for d in manifests or [] if isinstance(d, dict) and d.get("mediaType") == MEDIA_OCI_MANIFEST
+                and isinstance(d.get("digest"), str)]
+
+    def _artifact(self, source, digest, found=None, references=(), tag=None):
+        found = found or self.get_manifest_in(source.repo, digest)
+        if found is None:
+            raise ArchiveError("%s: %s lists %s, which it does not hold" % (self, source.repo, digest))
+        data, media_type, digest = found
+        label = "%s/%s" % (self, source.repo)
+        manifest = parse_manifest(data, label, "attached manifest %s" % digest[:19])
+        artifact_type = manifest_artifact_type(manifest) or manifest.get("artifactType") or manifest["config"].get("mediaType")
+        descriptor = {"mediaType": media_type, "digest": digest, "size": len(data)}
+        return artifact_from_manifest(descriptor, manifest, RawDocument(data, media_type), artifact_type, source,
+                                      references, (), [tag] if tag else [], tag=tag)
 
     def open_blob(self, repo, digest, size=None):
         return _BlobReader(self, repo, digest, size)
@@ -242,6 +294,7 @@ class RegistryStore:
         for (repo, _digest), (top, tags) in tops.items():
             for tag in sorted(tags):
                 self._put_manifest(repo, tag, top)
+        self._list_referrers()
         return uploaded
 
     def _push_image(self, repo, image, manifest, stored):
@@ -268,13 +321,28 @@ class RegistryStore:
             if not self.has_blob(repo, blob.digest):
                 self._restartable_upload(repo, blob.digest, blob.open, blob.size)
                 uploaded += blob.size
-        self._put_manifest(repo, artifact.manifest.digest, artifact.manifest)
+        response = self._put_manifest(repo, artifact.tag or artifact.manifest.digest, artifact.manifest)
+        if artifact.tag is None and artifact.subject and "OCI-Subject" not in response.headers:
+            self._unlisted_referrers.setdefault((repo, artifact.subject), {})[artifact.id] = artifact
         return uploaded
+
+    def _list_referrers(self):
+        """A registry without the referrers API lists a subject's referrers in the index under its fallback tag:
+        add the ones pushed to what it lists already (others' referrers stay)."""
+        for (repo, subject), artifacts in sorted(self._unlisted_referrers.items()):
+            tag = attachment_tag(subject)
+            found = self.get_manifest_in(repo, tag)
+            listed = json.loads(found[0]).get("manifests", []) if found is not None and found[1] in INDEX_TYPES else []
+            known = {entry.get("digest") for entry in listed}
+            added = [referrer_entry(artifact) for digest, artifact in sorted(artifacts.items()) if digest not in known]
+            if added:
+                self._put_manifest(repo, tag, RawDocument(build_index(listed + added), MEDIA_OCI_INDEX))
+        self._unlisted_referrers = {}
 
     def _put_manifest(self, repo, target, document):
         try:
-            self._request("PUT", "/v2/%s/manifests/%s" % (repo, target), "repository:%s:pull,push" % repo,
-                          expect=(201,), data=document.data, headers={"Content-Type": document.media_type})
+            return self._request("PUT", "/v2/%s/manifests/%s" % (repo, target), "repository:%s:pull,push" % repo,
+                                 expect=(201,), data=document.data, headers={"Content-Type": document.media_type})
         except StoreError as err:
             if document.media_type in INDEX_TYPES:
                 raise StoreError("%s: the registry refused index %s as %s:%s (%s); a registry needs every platform an "

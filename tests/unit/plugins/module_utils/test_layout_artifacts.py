@@ -101,9 +101,10 @@ def test_images_are_read_and_artifacts_reported(layout):
         assert sorted(archive.images[0].repo_tags) == ["a:latest", "example.com/apps/a:1"]
         sbom, signature, chart = archive.artifacts
     assert sbom.summary() == {
-        "kind": "artifact", "digest": digests["sbom"], "digests": [digests["sbom"]], "media_type": OCI_MANIFEST,
+        "kind": "sbom", "digest": digests["sbom"], "digests": [digests["sbom"]], "media_type": OCI_MANIFEST,
         "artifact_type": SBOM_TYPE, "config_media_type": "application/vnd.oci.empty.v1+json",
-        "layer_media_types": [SBOM_TYPE], "ref_names": [SBOM_NAME], "references": [SBOM_NAME], "subject": None}
+        "layer_media_types": [SBOM_TYPE], "ref_names": [SBOM_NAME], "references": [SBOM_NAME], "subject": None,
+        "tag": None}
     assert (signature.artifact_type, signature.subject, signature.ref_names) == (SIGNATURE_TYPE, digests["image manifest"], [])
     assert (chart.artifact_type, chart.config_media_type, chart.ref_names) == (HELM_CONFIG, HELM_CONFIG, [CHART_NAME])
     info = archive_info(root)

@@ -19,6 +19,8 @@ import pytest
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, DigestMismatchError
 from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info
+from ansible_collections.airgap.images.plugins.module_utils.digest import sha256_digest
+from ansible_collections.airgap.images.plugins.module_utils.model import MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "fixtures")
 GGCR = os.path.join(FIXTURES, "go-containerregistry")
@@ -132,7 +134,7 @@ def test_ggcr_helm_chart_is_an_artifact():
         "media_type": "application/vnd.oci.image.manifest.v1+json",
         "artifact_type": "application/vnd.cncf.helm.config.v1+json",
         "config_media_type": "application/vnd.cncf.helm.config.v1+json", "layer_media_types": ["application/tar+gzip"],
-        "ref_names": [], "references": [], "subject": None}
+        "ref_names": [], "references": [], "subject": None, "tag": None}
     assert archive_info(path)["artifacts"] == [chart.summary()]
 
 
@@ -211,11 +213,32 @@ def without_entries(tmp_path, layout, ref_names):
     return copy
 
 
-def test_regclient_layout_with_an_image_config_that_is_empty_is_refused():
+def test_regclient_manifest_with_an_image_config_type_but_no_layer_tar_is_an_artifact():
     """a-docker declares application/vnd.oci.image.config.v1+json, but the config is {} (skopeo inspect --config shows
-    "diff_ids": null): an image no engine can load, refused naming the entry."""
-    message = refusal(os.path.join(REGCLIENT, "testrepo"), "linux/amd64")
-    assert "index.json entry 6 (a-docker)" in message and "invalid image config" in message
+    "diff_ids": null) and its one layer is application/vnd.example.build-type+json: no filesystem, so an artifact (as
+    cosign's signatures are: an image config type, a JSON layer), not an image to refuse."""
+    layout = os.path.join(REGCLIENT, "testrepo")
+    with open_archive(layout, "linux/amd64") as archive:
+        (entry,) = [artifact for artifact in archive.artifacts if "a-docker" in artifact.ref_names]
+    assert (entry.artifact_type, entry.config_media_type) == ("application/vnd.example.build-type+json", MEDIA_OCI_CONFIG)
+
+
+def test_regclient_image_with_an_empty_config_is_refused(tmp_path):
+    """The same empty config under a manifest whose layer is a tar: an image no engine can load, refused naming it."""
+    layout = without_entries(tmp_path, os.path.join(REGCLIENT, "testrepo"), ())
+    with open(os.path.join(layout, "blobs", "sha256", "2b0db72b31002b09e32a25d634a98fc921c5863a11a3f0a4a32bb7485689df7f"), "rb") as handle:
+        layer = handle.read()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": MEDIA_OCI_MANIFEST, "config": {
+        "mediaType": MEDIA_OCI_CONFIG, "digest": EMPTY_JSON, "size": 2}, "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256_digest(layer), "size": len(layer)}]}).encode()
+    with open(os.path.join(layout, "blobs", "sha256", sha256_digest(manifest).split(":")[1]), "wb") as handle:
+        handle.write(manifest)
+    with open(os.path.join(layout, "index.json"), "w") as handle:
+        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": MEDIA_OCI_MANIFEST, "digest": sha256_digest(manifest),
+                                                      "size": len(manifest), "annotations": {
+                                                          "org.opencontainers.image.ref.name": "broken"}}]}, handle)
+    message = refusal(layout)
+    assert "index.json entry 0 (broken)" in message and "invalid image config" in message
 
 
 def test_regclient_images_are_read_and_artifacts_reported(tmp_path):
