@@ -60,7 +60,7 @@ APT_GET := $(SUDO) env $(APT_ENV) apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Us
 
 PYTEST_ARGS ?=
 SANITY_ARGS ?=
-PYTEST := PYTHONPATH=$(CURDIR)/$(BUILD) $(VPY) -m pytest -ra --durations=10 --timeout=900 $(PYTEST_ARGS)
+PYTEST := PYTHONPATH=$(CURDIR)/$(BUILD) $(VPY) -m pytest -ra --durations=40 --timeout=900 $(PYTEST_ARGS)
 
 # Filters pip's complaints about this machine's configured-but-absent local indexes.
 PIP_NOISE := grep -v "^WARNING: Location 'file://" || true

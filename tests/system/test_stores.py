@@ -72,7 +72,8 @@ def test_thin_archive_loads_where_the_base_is_present(dockerd, dockerd_factory, 
     docker = open_store("docker", dockerd.host)
     base_path, thin_path = str(tmp_path / "base.tar"), str(tmp_path / "thin.tar")
     with docker.open_images(["airgap-test/lib:1", "airgap-test/app-a:1"], str(tmp_path)) as images:
-        lib, app = images
+        named = {image.repo_tags[0]: image for image in images}  # in the order Docker exported them
+        lib, app = named["airgap-test/lib:1"], named["airgap-test/app-a:1"]
         save_archive([lib], base_path)
         save_archive([app], thin_path, omit_layers=lib.diff_ids)
     with open_archive(thin_path) as archive:
