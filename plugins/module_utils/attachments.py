@@ -28,6 +28,8 @@ SBOM_TYPES = ("spdx", "cyclonedx", "syft")
 TAG_SUFFIXES = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
 COSIGN_SAVE_KINDS = {"sig": "dev.cosignproject.cosign/sigs", "att": "dev.cosignproject.cosign/atts",
                      "sbom": "dev.cosignproject.cosign/sboms"}
+COSIGN_SAVE_IMAGE_KIND = "dev.cosignproject.cosign/image"
+COSIGN_SAVE_INDEX_KIND = "dev.cosignproject.cosign/imageIndex"
 _TAG_RE = re.compile(r"^(sha256)-([0-9a-f]{64})(?:\.(sig|att|sbom))?$")
 
 

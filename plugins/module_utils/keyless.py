@@ -796,8 +796,8 @@ def _sct_signed_data(leaf, issuer, sct):
     tbs = leaf.tbs_precertificate_bytes
     extensions = getattr(sct, "extension_bytes", b"")
     issuer_key_hash = hashlib.sha256(_spki_der(issuer.public_key())).digest()
-    return (struct.pack(">BBQH", 0, 0, _sct_milliseconds(sct), 1) + issuer_key_hash + len(tbs).to_bytes(3, "big") + tbs
-            + struct.pack(">H", len(extensions)) + extensions)
+    head = struct.pack(">BBQH", 0, 0, _sct_milliseconds(sct), 1) + issuer_key_hash + len(tbs).to_bytes(3, "big") + tbs
+    return head + struct.pack(">H", len(extensions)) + extensions
 
 
 def _sct_verifies(sct, leaf, issuer, trust_root):

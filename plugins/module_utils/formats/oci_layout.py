@@ -12,7 +12,8 @@ manifests whose config media type is not an image config's, or that carry an
 
 import json
 
-from ..attachments import ANNOTATION_COSIGN_KIND, COSIGN_SAVE_KINDS, parse_attachment_tag
+from ..attachments import (ANNOTATION_COSIGN_KIND, COSIGN_SAVE_IMAGE_KIND, COSIGN_SAVE_INDEX_KIND, COSIGN_SAVE_KINDS, attachment_tag,
+                           parse_attachment_tag)
 from ..digest import check_digest, sha256_digest
 from ..errors import ArchiveError, InvalidReferenceError, NotAnImageError
 from ..model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
@@ -168,6 +169,7 @@ class LayoutEntry:
         self.digest = descriptor.get("digest")
         self.references = references_from_annotations(annotations)
         self.ref_name = annotations.get(ANNOTATION_REF_NAME)
+        self.cosign_kind = annotations.get(ANNOTATION_COSIGN_KIND)
         self.found = found
         self.where = where
 
@@ -359,9 +361,11 @@ def read_layout(source, platform=None):
     check_layout_version(source)
     by_manifest = {}
     artifacts = []
-    for entry in IndexWalker(source, platform).entries(source.read_json("index.json")):
+    entries = IndexWalker(source, platform).entries(source.read_json("index.json"))
+    cosign_image = _cosign_saved_image(entries)
+    for entry in entries:
         if not entry.is_image:
-            artifacts.extend(entry.artifacts(source))
+            artifacts.extend(_cosign_saved_attachment(artifact, entry, cosign_image) for artifact in entry.artifacts(source))
             continue
         for found in entry.images():
             named = by_manifest.setdefault(found.descriptor["digest"], (found, entry.where, [], []))
@@ -372,6 +376,25 @@ def read_layout(source, platform=None):
     images = [image_from_found(source, found, references, digests, where)
               for found, where, references, digests in by_manifest.values()]
     return [_with_referrers(image, artifacts) for image in images], artifacts
+
+
+def _cosign_saved_image(entries):
+    """The one image entry of a layout ``cosign save`` wrote (its ``kind`` says so), or None."""
+    kinds = (COSIGN_SAVE_IMAGE_KIND, COSIGN_SAVE_INDEX_KIND)
+    found = [entry for entry in entries if entry.cosign_kind in kinds and entry.is_image]
+    return found[0] if len(found) == 1 else None
+
+
+def _cosign_saved_attachment(artifact, entry, image_entry):
+    """cosign save's unnamed ``.sig``/``.att``/``.sbom`` entries belong to its one image: attached by the tag cosign
+    would give them there."""
+    suffix = {kind: suffix for suffix, kind in COSIGN_SAVE_KINDS.items()}.get(entry.cosign_kind)
+    if suffix is None or image_entry is None or artifact.tag is not None:
+        return artifact
+    tag = attachment_tag(image_entry.digest, suffix)
+    return Artifact(artifact.id, artifact.media_type, artifact.artifact_type, artifact.config_media_type, artifact.layer_media_types,
+                    [ref.with_tag(tag) for ref in image_entry.references], artifact.digests, artifact.ref_names, None,
+                    artifact.manifest, artifact.blobs, tag, artifact.annotations)
 
 
 def _with_referrers(image, artifacts):
@@ -589,13 +612,14 @@ class WritePlan:
         groups = {}
         for image, manifest in zip(self.images, self.manifests):
             top = image.index or manifest
-            group = groups.setdefault(top.digest, (top, []))
+            group = groups.setdefault(top.digest, (top, [], {}))
             group[1].extend(ref for ref in image.references if ref.tag and ref not in group[1])
+            group[2].update(signed_image_kind(image))
         descriptors = []
-        for top, tagged in groups.values():
+        for top, tagged, kind in groups.values():
             if not tagged:
-                descriptors.append(top.descriptor())
-            descriptors.extend(top.descriptor(index_annotations(ref, ref_name_style)) for ref in tagged)
+                descriptors.append(top.descriptor(kind))
+            descriptors.extend(top.descriptor(dict(index_annotations(ref, ref_name_style), **kind)) for ref in tagged)
         return descriptors + [entry for artifact in self.referrers for entry in attached_descriptors(artifact, ref_name_style)]
 
 
@@ -610,6 +634,14 @@ def attached_descriptors(artifact, ref_name_style="full"):
         raise ArchiveError("%s: %s has no repository to carry its tag %s" % (artifact.describe(), artifact.kind, artifact.tag))
     kind = {ANNOTATION_COSIGN_KIND: COSIGN_SAVE_KINDS[parse_attachment_tag(artifact.tag)[1]]}
     return [artifact.manifest.descriptor(dict(index_annotations(ref, ref_name_style), **kind)) for ref in names]
+
+
+def signed_image_kind(image):
+    """The ``kind`` annotation ``cosign save`` gives an image that has attachments (so that ``cosign verify
+    --local-image`` finds it in a layout of one image); none for an image without."""
+    if not image.referrers:
+        return {}
+    return {ANNOTATION_COSIGN_KIND: COSIGN_SAVE_INDEX_KIND if image.index is not None else COSIGN_SAVE_IMAGE_KIND}
 
 
 def referrer_descriptor(artifact):

@@ -21,7 +21,7 @@ from ..errors import ArchiveError, StoreError
 from ..model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST, HeldLayers, RawDocument
 from ..formats.oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
                                   index_annotations, layer_descriptor, merge_images, read_layout, read_layout_images,
-                                  attached_descriptors)
+                                  attached_descriptors, signed_image_kind)
 from ..formats.safetar import DirSource
 
 COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD}
@@ -105,7 +105,8 @@ class LayoutStore:
                 if document is not None:
                     self._put_bytes(document.data)
             tagged = [ref for ref in image.references if ref.tag]
-            entries.append((image.index or manifest, [index_annotations(ref, "full") for ref in tagged] or [None]))
+            kind = signed_image_kind(image)
+            entries.append((image.index or manifest, [dict(index_annotations(ref, "full"), **kind) for ref in tagged] or [kind or None]))
             for artifact in image.referrers:
                 self._put_artifact(artifact)
                 referrers.extend(attached_descriptors(artifact))

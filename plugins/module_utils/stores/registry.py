@@ -251,8 +251,7 @@ class RegistryStore:
             found = self.get_manifest_in(repo, attachment_tag(digest))
             listing = json.loads(found[0]) if found is not None and found[1] in INDEX_TYPES else {}
         manifests = listing.get("manifests") if isinstance(listing, dict) else None
-        return [d for d in manifests or [] if isinstance(d, dict) and d.get("mediaType") == MEDIA_OCI_MANIFEST
-                and isinstance(d.get("digest"), str)]
+        return [d for d in manifests or [] if _is_manifest_descriptor(d)]
 
     def _artifact(self, source, digest, found=None, references=(), tag=None):
         found = found or self.get_manifest_in(source.repo, digest)
@@ -522,6 +521,10 @@ class _BlobReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _is_manifest_descriptor(descriptor):
+    return isinstance(descriptor, dict) and descriptor.get("mediaType") == MEDIA_OCI_MANIFEST and isinstance(descriptor.get("digest"), str)
 
 
 def _docker_config_credentials(host, config_path):

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) airgap.images contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The signature check's logic on signatures made here in cosign's two formats (tests/system/test_signatures.py
+"""The signature check's logic on signatures made here in cosign's two formats (tests/system/test_signed_rollout.py
 checks cosign's own), above all the refusals: bad input of every kind is a reason, never a pass."""
 
 import base64
@@ -240,7 +240,7 @@ def test_a_private_key_or_an_unsupported_curve_is_refused_as_a_key():
 
 
 def test_the_key_id_is_cosigns():
-    """cosign's hint for the key of tests/system/test_signatures.py's first run: base64(sha256(DER SPKI))."""
+    """cosign's hint for the key of tests/system/test_signed_rollout.py's first run: base64(sha256(DER SPKI))."""
     pem = ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE6YoLKCPpW5Wkc5V4FRzAwucwBnee\n"
            "1G5Lb3V94s18+yji5KtMCBtle+xlfw7HetPcZ1ZuxRESuj9PsJeNpaYufA==\n-----END PUBLIC KEY-----\n")
     assert load_public_keys([pem])[0].key_id == "qZnJeG8y8gGCpXEtpd2dbC2ZBsWI2kkunW2zI93XHmA="

@@ -174,6 +174,34 @@ def test_oras_and_crane_read_the_bundle(signed, bundle, engines, report):
         digest, tool("oras", "discover", "--oci-layout", "%s@%s" % (bundle, digest)).stdout.strip()))
 
 
+def test_cosign_verifies_a_bundle_of_one_image_offline(signed, playbook, tmp_path):
+    """``cosign verify --local-image`` reads a layout as ``cosign save`` writes it (one image, found by its ``kind``)."""
+    single = str(tmp_path / "single")
+    _result, status = run_one(playbook, "bundle one", "airgap.images.image_save", {
+        "engine": "registry", "engine_host": signed.registry.host, "insecure_registry": True,
+        "images": [signed.ref("app", digest=False)], "dest": single, "format": "oci-dir", "referrers": True})
+    assert status == "changed"
+    verified = tool("cosign", "verify", "--key", signed.keys["release"][1], "--insecure-ignore-tlog", "--local-image", single)
+    assert "The signatures were verified against the specified public key" in verified.stderr + verified.stdout
+    assert tool("cosign", "verify", "--key", signed.keys["other"][1], "--insecure-ignore-tlog", "--local-image", single,
+                check=False).returncode != 0
+
+
+def test_a_layout_cosign_save_wrote_passes_our_check(signed, playbook, tmp_path):
+    """cosign save's own layout: its unnamed sigs entry belongs to its one image entry, by their ``kind``."""
+    saved = str(tmp_path / "cosign-saved")
+    tool("cosign", "save", "--allow-insecure-registry", "--dir", saved, signed.ref("app"))
+    result, status = run_one(playbook, "verify cosign save", "airgap.images.image_verify", {
+        "path": saved, "signed_by": [signed.keys["release"][1]]})
+    assert status == "ok", result
+    (verdict,) = result["signatures"]
+    assert verdict["digest"] == signed.images["app"][1]
+    assert [s["format"] for s in verdict["signatures"] if s["verified"]] == ["simple-signing"]
+    refused, status = run_one(playbook, "verify cosign save, other key", "airgap.images.image_verify", {
+        "path": saved, "signed_by": [signed.keys["other"][1]]}, expect_failure=True)
+    assert status == "fatal" and refused["signatures"][0]["verified"] is False
+
+
 def load_args(signed, site, images, key="release"):
     return {"engine": "registry", "engine_host": site.host, "insecure_registry": True, "src": signed.bundle,
             "images": images, "signed_by": [signed.keys[key][1]]}
@@ -283,3 +311,22 @@ def test_the_rollout_role_checks_signatures_on_the_controller_and_on_each_host(s
     _recap, _reports, out = fleet.run([signed.ref("app", digest=False), signed.ref("unsigned", digest=False)], role_vars, expect_rc=2)
     assert "Check the bundle's signatures before anything ships" in out and "unsigned:1" in out and "no signature" in out
     assert "Copy the layer files the host lacks" not in out.split("Check the bundle's signatures before anything ships", 1)[1]
+
+
+def test_registry_mode_seeds_the_site_registry_with_signatures_and_hosts_pull_only_signed_images(signed, engines, collections_path,
+                                                                                                   tmp_path):
+    """rollout_mode=registry: the site registry's load checks and pushes the signatures, each host's pull checks
+    them again from there, and cosign verify passes against the site registry."""
+    site = engines.registry()
+    hosts = {"oci-host": {"engine": "oci", "engine_host": str(tmp_path / "oci-host")}}
+    fleet = Fleet(collections_path, str(tmp_path), signed.registry.host, hosts)
+    role_vars = {"rollout_base": "", "rollout_lib": "", "rollout_source_engine": "registry", "rollout_source_insecure_registry": True,
+                 "rollout_signed_by": [signed.keys["release"][1]], "rollout_mode": "registry", "rollout_registry": site.host,
+                 "rollout_registry_insecure": True}
+    recap, _reports, out = fleet.run([signed.ref("app", digest=False)], role_vars)
+    assert recap["oci-host"]["failed"] == 0 and recap["oci-host"]["changed"] > 0, out[-3000:]
+    site_ref = "%s/sig/app@%s" % (site.host, signed.images["app"][1])
+    assert tool("cosign", "verify", "--key", signed.keys["release"][1], *VERIFY_FLAGS, site_ref).returncode == 0
+    with open(os.path.join(str(tmp_path / "oci-host"), "index.json")) as handle:
+        digests = [entry["digest"] for entry in json.load(handle)["manifests"]]
+    assert signed.images["app"][1] in digests
