@@ -15,6 +15,7 @@ import tempfile
 from .formats.archive import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_DIR, open_archive, save_archive
 from .compression import NONE, SUFFIXES
 from .model import absent_layers, with_platforms
+from .stores.store import attachment_keys
 from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
@@ -39,7 +40,10 @@ class Wanted:
         return "%s %s" % (self.store_image.config_digest or self.store_image.id, ",".join(self.tags) or "<untagged>")
 
 
-def find_wanted(store, selectors):
+def find_wanted(store, selectors, referrers=False):
+    """The Wanted of each selector; with ``referrers``, a registry also says what is attached to each image."""
+    if referrers and hasattr(store, "fetch_attachments"):
+        store.fetch_attachments = True
     wanted = []
     for selector in selectors:
         found = store.find(selector)
@@ -53,7 +57,7 @@ def archive_lines(images):
     return sorted("%s %s" % (image.id, ",".join(sorted(image.repo_tags)) or "<untagged>") for image in images)
 
 
-def save_reason(wanted, dest, archive_format, compression, force, convert=False):
+def save_reason(wanted, dest, archive_format, compression, force, convert=False, referrers=False):
     """Why ``dest`` must be (re)written, or None when it already holds exactly the wanted images; and what it holds.
 
     An image the store knows by manifest digest is in the archive when its manifest is (kept as it came, whatever
@@ -76,10 +80,10 @@ def save_reason(wanted, dest, archive_format, compression, force, convert=False)
     if held_format != OCI_DIR and held_compression != compression:
         return "%s is compressed with %s, %s was asked for" % (dest, held_compression, compression), existing
     layer_compression = compression if held_format == OCI_DIR else NONE
-    return _content_difference(wanted, existing, layer_compression, convert), existing
+    return _content_difference(wanted, existing, layer_compression, convert, referrers and not convert), existing
 
 
-def _content_difference(wanted, existing, layer_compression, convert):
+def _content_difference(wanted, existing, layer_compression, convert, referrers=False):
     unmatched = list(existing)
     for item in wanted:
         for store_image in getattr(item.store_image, "platform_images", None) or [item.store_image]:
@@ -90,6 +94,8 @@ def _content_difference(wanted, existing, layer_compression, convert):
                 held = ", ".join(sorted(match.repo_tags)) or "nothing"
                 wanted = ", ".join(item.tags) or "nothing"
                 return "%s: the archive tags it %s, wanted %s" % (item.selector, held, wanted)
+            if referrers and store_image.attachments is not None and attachment_keys(match.referrers) != store_image.attachments:
+                return "%s: the source has other signatures or attachments than the archive carries" % item.selector
             unmatched.remove(match)
     if unmatched:
         return "the archive also holds %s, which was not asked for" % ", ".join(image.describe() for image in unmatched)

@@ -84,9 +84,15 @@ options:
     default: false
   referrers:
     description:
-      - Also save the artifacts that travel with each image, as they came - manifests whose C(subject) is the image
-        (OCI referrers - SBOMs, signatures, attestations) and the attestation manifests BuildKit lists in an image's
-        index - where the source holds them (OCI layouts and archives).
+      - Also save what signs or describes each image, as it came - manifests whose C(subject) is the image (OCI
+        referrers - signatures, SBOMs, attestations; from a registry through its referrers API, or the fallback tag
+        C(sha256-<hex>) when it has none), cosign's C(sha256-<hex>.sig), C(.att) and C(.sbom) objects, and the
+        attestation manifests BuildKit lists in an image's index - where the source holds them (registries, OCI
+        layouts and archives, C(cosign save) layouts).
+      - In an OCI layout, referrers are unnamed C(index.json) entries (as C(oras copy --recursive) writes them) and
+        cosign's objects are named by their tag (as C(cosign save) marks them), so oras, crane and cosign read the
+        bundle; M(airgap.images.image_verify) checks their signatures.
+      - A bundle that holds the images but not what the source now attaches to them (a new signature) is written again.
       - They are never given to an engine as images; M(airgap.images.image_load) passes them on to an OCI layout
         or a registry only.
     type: bool
@@ -263,11 +269,11 @@ def main():
     result = dict(changed=False, dest=params["dest"], sha256=None, compressor=None, throughput_mb_s=None)
     try:
         store = store_from_params(params)
-        wanted = find_wanted(store, params["images"])
+        wanted = find_wanted(store, params["images"], params["referrers"])
         compression = params["compression"]
         with writer_lock(params["dest"], module.check_mode):
             reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"],
-                                           params["convert"])
+                                           params["convert"], params["referrers"])
             result.update(changed=bool(reason), msg=reason or "%s already holds these images" % params["dest"],
                           images=describe_images(existing) if not reason else [])
             if module._diff:  # pylint: disable=protected-access

@@ -330,3 +330,21 @@ def test_registry_mode_seeds_the_site_registry_with_signatures_and_hosts_pull_on
     with open(os.path.join(str(tmp_path / "oci-host"), "index.json")) as handle:
         digests = [entry["digest"] for entry in json.load(handle)["manifests"]]
     assert signed.images["app"][1] in digests
+
+
+def test_a_new_signature_at_the_source_makes_the_bundle_be_saved_again(signed, playbook, tmp_path):
+    """The bundle holds the same images, but the source signed one again (a key rotation): not 'ok' with the old
+    signatures only."""
+    name, digest = push_image(signed.registry, "sig/rotated", 9, str(tmp_path))
+    pinned = "%s@%s" % (name.rsplit(":", 1)[0], digest)
+    tool("cosign", "sign", "--key", signed.keys["release"][0], *COSIGN_FLAGS, pinned)
+    args = {"engine": "registry", "engine_host": signed.registry.host, "insecure_registry": True, "images": [name],
+            "dest": str(tmp_path / "rotated"), "format": "oci-dir", "referrers": True}
+    assert run_one(playbook, "save", "airgap.images.image_save", args)[1] == "changed"
+    assert run_one(playbook, "save again", "airgap.images.image_save", args)[1] == "ok"
+    tool("cosign", "sign", "--key", signed.keys["other"][0], *COSIGN_FLAGS, pinned)
+    result, status = run_one(playbook, "save after the new signature", "airgap.images.image_save", args)
+    assert status == "changed" and "other signatures or attachments" in result["msg"], result
+    checked, status = run_one(playbook, "verify with the new key", "airgap.images.image_verify", {
+        "path": args["dest"], "signed_by": [signed.keys["other"][1]]})
+    assert status == "ok" and checked["signatures"][0]["verified"]

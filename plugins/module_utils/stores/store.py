@@ -51,6 +51,7 @@ class StoreImage:
         self.config_digest = config_digest
         self.digest = digest
         self.digests = list(digests)
+        self.attachments = None  # unknown; else what is attached to it (attachment_keys)
 
     @property
     def repo_tags(self):
@@ -82,7 +83,14 @@ def _references(names):
 def store_image_from_model(image):
     """A store that holds model images (OCI layout, containerd, registry) knows each by its index or manifest digest;
     an image stored without a manifest (there is none in these stores) would be known by its config."""
-    return StoreImage(image.id, image.references, image.diff_ids, image.id, image.digests, image.digest)
+    found = StoreImage(image.id, image.references, image.diff_ids, image.id, image.digests, image.digest)
+    found.attachments = attachment_keys(image.referrers)
+    return found
+
+
+def attachment_keys(artifacts):
+    """What is attached to an image, comparable across stores: each artifact's manifest digest and cosign tag."""
+    return sorted("%s %s" % (artifact.id, artifact.tag or "") for artifact in artifacts)
 
 
 class PlatformsStoreImage(StoreImage):
