@@ -313,8 +313,7 @@ def test_the_rollout_role_checks_signatures_on_the_controller_and_on_each_host(s
     assert "Copy the layer files the host lacks" not in out.split("Check the bundle's signatures before anything ships", 1)[1]
 
 
-def test_registry_mode_seeds_the_site_registry_with_signatures_and_hosts_pull_only_signed_images(signed, engines, collections_path,
-                                                                                                   tmp_path):
+def test_registry_mode_seeds_the_site_registry_with_signatures_and_hosts_pull_only_signed_images(signed, engines, collections_path, tmp_path):
     """rollout_mode=registry: the site registry's load checks and pushes the signatures, each host's pull checks
     them again from there, and cosign verify passes against the site registry."""
     site = engines.registry()
