@@ -67,7 +67,8 @@ options:
     default: 60
 requirements:
   - Python 3.9 or newer on the managed host.
-  - C(requests) on the managed host for O(engine=docker), O(engine=podman) and O(engine=registry).
+  - Nothing else for O(engine=docker), O(engine=podman) and O(engine=registry) - they use C(requests) where it is
+    installed and the standard library's C(http.client) and C(ssl) where not.
   - C(ctr) on the managed host for O(engine=containerd).
   - Optional C(isal) (fast gzip) and C(zstandard) (zstd) Python packages.
 """

@@ -12,7 +12,6 @@ import signal
 import time
 
 from .atomic import dest_lock
-from .stores.http_unix import requests_missing
 
 ENGINE_ARGS = dict(
     engine=dict(type="str", default="docker", choices=["docker", "podman", "containerd", "registry", "oci"]),
@@ -27,7 +26,6 @@ ENGINE_ARGS = dict(
     timeout=dict(type="int", default=60),
 )
 
-NEEDS_REQUESTS = ("docker", "podman", "registry")
 
 SIGNATURE_ARGS = dict(
     signed_by=dict(type="list", elements="str"),
@@ -62,11 +60,6 @@ def engine_argument_spec(**module_args):
     spec = dict(ENGINE_ARGS)
     spec.update(module_args)
     return spec
-
-
-def requests_needed(params):
-    """True when this engine needs ``requests`` and the host lacks it (the module then calls missing_required_lib)."""
-    return params["engine"] in NEEDS_REQUESTS and requests_missing()
 
 
 def store_from_params(params):

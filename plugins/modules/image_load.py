@@ -250,7 +250,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError, ImageNotFoundError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, cryptography_needed, describe_images, engine_argument_spec, requests_needed, signature_argument_spec,
+    Stopwatch, clean_up_on_sigterm, cryptography_needed, describe_images, engine_argument_spec, signature_argument_spec,
     signature_policy, store_from_params)
 from ansible_collections.airgap.images.plugins.module_utils.signatures import SignatureRefusedError, refuse_unsigned
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
@@ -316,8 +316,6 @@ def main():
     )
     params = module.params
     clean_up_on_sigterm()
-    if requests_needed(params):
-        module.fail_json(msg=missing_required_lib("requests"))
     if cryptography_needed(params):
         module.fail_json(msg=missing_required_lib("cryptography", reason="to verify signatures (signed_by)"))
     watch = Stopwatch()

@@ -161,7 +161,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, cryptography_needed, engine_argument_spec, requests_missing, signature_argument_spec, signature_policy,
+    Stopwatch, clean_up_on_sigterm, cryptography_needed, engine_argument_spec, signature_argument_spec, signature_policy,
     store_from_params)
 from ansible_collections.airgap.images.plugins.module_utils.signatures import SignatureRefusedError, refuse_unsigned
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
@@ -190,8 +190,6 @@ def main():
     )
     params = module.params
     clean_up_on_sigterm()
-    if requests_missing():
-        module.fail_json(msg=missing_required_lib("requests"))
     if cryptography_needed(params):
         module.fail_json(msg=missing_required_lib("cryptography", reason="to verify signatures (signed_by)"))
     watch = Stopwatch()

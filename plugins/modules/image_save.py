@@ -236,11 +236,11 @@ throughput_mb_s:
 import os
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, requests_needed, store_from_params, writer_lock)
+    Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, store_from_params, writer_lock)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
     archive_lines, find_wanted, run_save, save_reason)
 
@@ -263,8 +263,6 @@ def main():
     )
     params = module.params
     clean_up_on_sigterm()
-    if requests_needed(params):
-        module.fail_json(msg=missing_required_lib("requests"))
     watch = Stopwatch()
     result = dict(changed=False, dest=params["dest"], sha256=None, compressor=None, throughput_mb_s=None)
     try:

@@ -155,13 +155,13 @@ duration_s:
 import os
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.operations import find_wanted
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, engine_argument_spec, requests_needed, store_from_params, writer_lock)
+    Stopwatch, clean_up_on_sigterm, engine_argument_spec, store_from_params, writer_lock)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference, resolve_all
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 
@@ -201,8 +201,6 @@ def main():
     )
     params = module.params
     clean_up_on_sigterm()
-    if not params["src"] and requests_needed(params):
-        module.fail_json(msg=missing_required_lib("requests"))
     watch = Stopwatch()
     selectors = list(params["images"]) + [params["base"]] + ([params["lib"]] if params["lib"] else [])
     dest, compression = params["dest"], params["compression"]

@@ -148,11 +148,11 @@ missing_layers:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    engine_argument_spec, requests_needed, store_from_params)
+    engine_argument_spec, store_from_params)
 from ansible_collections.airgap.images.plugins.module_utils.operations import describe_held, plan_shipping
 
 
@@ -166,8 +166,6 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if requests_needed(params):
-        module.fail_json(msg=missing_required_lib("requests"))
     result = dict(changed=False)
     try:
         store = store_from_params(params)

@@ -38,13 +38,15 @@ class Fleet:
         self.runtime = runtime or default_runtime()
         self.runs = 0
         self.stderr = ""  # of the last run
+        self.staging = True  # False: the role's default staging directories
 
     def inventory(self, extra_host_vars=None):
         lines = ["[site]"]
         for name, engine in self.hosts.items():
             host_vars = dict(ansible_connection="local", ansible_python_interpreter=self.runtime.python,
-                             rollout_engine=engine["engine"], rollout_engine_host=engine["engine_host"],
-                             rollout_staging_dir=os.path.join(self.work, "staging", name))
+                             rollout_engine=engine["engine"], rollout_engine_host=engine["engine_host"])
+            if self.staging:
+                host_vars["rollout_staging_dir"] = os.path.join(self.work, "staging", name)
             host_vars.update((extra_host_vars or {}).get(name, {}))
             lines.append(name + " " + " ".join("%s=%s" % item for item in host_vars.items()))
         path = os.path.join(self.work, "inventory-%d.ini" % self.runs)
@@ -52,7 +54,7 @@ class Fleet:
             out.write("\n".join(lines) + "\n")
         return path
 
-    def run(self, images, role_vars=None, play_options=None, extra_host_vars=None, expect_rc=0, limit=None):
+    def run(self, images, role_vars=None, play_options=None, extra_host_vars=None, expect_rc=0, limit=None, check=False):
         self.runs += 1
         reports = os.path.join(self.work, "reports-%d" % self.runs)
         os.makedirs(reports)
@@ -70,7 +72,7 @@ class Fleet:
             json.dump([play, report_play], out)
         env = clean_env(ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0")
         command, env = self.runtime.command("ansible-playbook", ["-i", self.inventory(extra_host_vars), path]
-                                            + (["--limit", limit] if limit else []), env)
+                                            + (["--limit", limit] if limit else []) + (["--check"] if check else []), env)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
         self.stderr = done.stderr
         if done.returncode != expect_rc:
@@ -283,3 +285,21 @@ def test_an_oci_host_and_a_docker_host_converge_and_rerun_ok_on_each_ansible(ans
                for name in engines), out[-3000:]
     assert all(image["state"] == "present" for name in engines for image in reports[name]["images"]), reports
     assert warning_lines(out) + warning_lines(fleet.stderr) == [], out[-3000:] + fleet.stderr[-3000:]
+
+
+def test_check_mode_says_what_it_would_do_and_hosts_on_one_filesystem_stage_apart(collections_path, tmp_path, dockerd, docker_images):
+    """Two hosts on this one filesystem with the role's default staging directories (one per inventory name). One host
+    first; then check mode says what the other "would ship", and prints no per-image skip line for the transport not
+    used; then both converge."""
+    hosts = {name: {"engine": "oci", "engine_host": str(tmp_path / name)} for name in ("left", "right")}
+    fleet = Fleet(collections_path, str(tmp_path), dockerd.host, hosts)
+    fleet.staging = False
+    fleet.run(APPS_V1, limit="left")
+    _recap, _reports, out = fleet.run(APPS_V1, check=True)  # (check mode writes no report files)
+    would = dict(re.findall(r'ok: \[(left|right)\] => \{\s+"msg": "would ship (\d+) bytes', out))
+    assert int(would["right"]) > 0 and would["left"] == "0" and '"msg": "shipped' not in out, out[-3000:]
+    assert "(item=" not in out.split("Load the applications the host lacks from their separated tarballs", 1)[1].split("TASK [", 1)[0]
+    recap, reports, out = fleet.run(APPS_V1)
+    assert all(counts["failed"] == 0 for counts in recap.values()) and set(reports) == set(hosts), out[-3000:]
+    assert int(reports["right"]["shipped_bytes"]) > 0
+    assert not any(os.path.exists("/var/tmp/airgap-images/" + name) for name in hosts)  # each removed its own

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from ..atomic import check_free_space, reporting_full_disk
 from ..errors import ImageNotFoundError, StoreError
-from .http_unix import UNIX_BASE_URL, requests, requests_missing
+from .http_unix import UNIX_BASE_URL, mount_unix_socket, requests
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 NEWEST_API = (1, 47)
@@ -40,9 +40,6 @@ class DockerClient:
     engine = "Docker"
 
     def __init__(self, host=None, tls_verify=None, cert_path=None, ca_path=None, timeout=60):
-        if requests_missing():
-            raise StoreError("the Python library 'requests' is needed to talk to %s; install it (pip install requests)"
-                             % self.engine)
         self.host = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
         self.timeout = timeout
         self.session = requests.Session()
@@ -52,8 +49,7 @@ class DockerClient:
 
     def _configure(self, tls_verify, cert_path, ca_path):
         if self.host.startswith("unix://"):
-            from .http_unix import UnixAdapter  # pylint: disable=import-outside-toplevel
-            self.session.mount(UNIX_BASE_URL, UnixAdapter(self.host[len("unix://"):], self.timeout))
+            mount_unix_socket(self.session, self.host[len("unix://"):], self.timeout)
             return UNIX_BASE_URL
         if not self.host.startswith(("tcp://", "http://", "https://")):
             raise StoreError("%s address %r is not supported: use unix:///path/to/socket or tcp://host:port"

@@ -1,26 +1,40 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) airgap.images contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""HTTP over a unix socket for ``requests`` (Docker and Podman API sockets)."""
+"""The HTTP library of the Docker, Podman and registry stores: ``requests`` where it is installed, else the
+standard library's (``stdhttp``, the same names), so that a host needs nothing but Python. ``AIRGAP_IMAGES_HTTP=stdlib``
+chooses the standard library even where ``requests`` is there. Also HTTP over a unix socket (Docker and Podman API
+sockets) for either."""
 
+import os
 import socket
 
+from . import stdhttp
+
 try:
+    if os.environ.get("AIRGAP_IMAGES_HTTP") == "stdlib":
+        raise ImportError("the standard library's HTTP was asked for")
     import requests
     import requests.adapters
     import urllib3.connection
     import urllib3.connectionpool
-except ImportError:  # pragma: no cover - reported by the store that needs it
-    requests = None
+    USING_REQUESTS = True
+except ImportError:
+    requests = stdhttp
+    USING_REQUESTS = False
 
 UNIX_BASE_URL = "http://docker.socket"
 
 
-def requests_missing():
-    return requests is None
+def mount_unix_socket(session, socket_path, connect_timeout):
+    """Send the session's requests to ``UNIX_BASE_URL`` to the unix socket ``socket_path``."""
+    if USING_REQUESTS:
+        session.mount(UNIX_BASE_URL, UnixAdapter(socket_path, connect_timeout))
+    else:
+        session.mount(UNIX_BASE_URL, socket_path)
 
 
-if requests is not None:
+if USING_REQUESTS:
 
     class _UnixConnection(urllib3.connection.HTTPConnection):
         def __init__(self, socket_path, timeout):

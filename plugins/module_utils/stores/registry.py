@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin
 from ..attachments import TAG_SUFFIXES, attachment_tag, referrer_entry
 from ..digest import CHUNK_SIZE, sha256_digest
 from ..errors import ArchiveError, ImageNotFoundError, StoreError
-from .http_unix import requests, requests_missing
+from .http_unix import requests
 from ..model import INDEX_TYPES, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, RawDocument
 from ..formats.oci_layout import (IndexWalker, WritePlan, artifact_from_manifest, artifact_key, build_index, image_from_found,
                                   manifest_artifact_type, parse_manifest)
@@ -48,8 +48,6 @@ class RegistryStore:
 
     def __init__(self, host, username=None, password=None, validate_certs=True, ca_path=None, insecure_http=False,
                  timeout=60, platform=None, docker_config=None):
-        if requests_missing():
-            raise StoreError("the Python library 'requests' is needed to talk to a registry; install it (pip install requests)")
         scheme = "http" if insecure_http or host.startswith("http://") else "https"
         self.host = host.split("://", 1)[-1].rstrip("/")
         self.base_url = "%s://%s" % (scheme, self.host)
