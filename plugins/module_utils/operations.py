@@ -42,8 +42,7 @@ class Wanted:
 
 def find_wanted(store, selectors, referrers=False):
     """The Wanted of each selector; with ``referrers``, a registry also says what is attached to each image."""
-    if referrers and hasattr(store, "fetch_attachments"):
-        store.fetch_attachments = True
+    _ask_for_attachments(store, referrers)
     wanted = []
     for selector in selectors:
         found = store.find(selector)
@@ -51,6 +50,12 @@ def find_wanted(store, selectors, referrers=False):
             raise ImageNotFoundError("image %s not found in %s" % (selector, store))
         wanted.append(Wanted(selector, found))
     return wanted
+
+
+def _ask_for_attachments(store, referrers):
+    """A registry reads what is attached to its images only when asked (it costs requests); other stores have it."""
+    if referrers and hasattr(store, "fetch_attachments"):
+        store.fetch_attachments = True
 
 
 def archive_lines(images):
@@ -118,8 +123,7 @@ def run_save(store, wanted, dest, archive_format, compression, level, convert=Fa
     (layers uncompressed, or for an OCI layout directory compressed as asked). With ``referrers``, the artifacts
     whose subject an image is, and the attestations its index lists, are saved with it."""
     folder = os.path.dirname(os.path.abspath(dest))
-    if referrers and hasattr(store, "fetch_attachments"):
-        store.fetch_attachments = True
+    _ask_for_attachments(store, referrers)
     with store.open_images([item.selector for item in wanted], folder) as images:
         images = [_with_tags(platform_image, item) for image, item in zip(_in_request_order(images, wanted), wanted)
                   for platform_image in with_platforms(image, images)]

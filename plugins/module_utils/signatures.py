@@ -387,10 +387,9 @@ def _sigstore_bundle(artifact, layer, policy):
         raise _Refused("the signed statement is a %r attestation, not a cosign signature" % statement.get("predicateType"), **found)
     subjects = [entry for entry in statement.get("subject") or [] if isinstance(entry, dict)]
     signed_digests = ["sha256:%s" % (entry.get("digest") or {}).get("sha256") for entry in subjects]
-    found["signed_digest"] = signed_digests[0] if len(signed_digests) == 1 else ", ".join(signed_digests) or None
+    found["signed_digest"] = artifact.subject if artifact.subject in signed_digests else ", ".join(signed_digests) or None
     found["docker_reference"] = next((entry.get("name") for entry in subjects if entry.get("name")), None)
-    _check_signed_digest(artifact.subject if artifact.subject in signed_digests else found["signed_digest"], artifact.subject, found)
-    found["signed_digest"] = artifact.subject
+    _check_signed_digest(found["signed_digest"], artifact.subject, found)
     return found
 
 

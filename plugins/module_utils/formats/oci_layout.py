@@ -424,7 +424,7 @@ def merge_artifacts(artifacts):
 def artifact_key(artifact):
     """What makes an attachment one: its manifest, and the cosign tag it is attached by (one signature manifest
     can sit under the tags of two images)."""
-    return artifact.id, artifact.tag
+    return artifact.id, artifact.tag or ""
 
 
 def image_from_found(source, found, references, digests, where=None):

@@ -7,7 +7,6 @@ chooses the standard library even where ``requests`` is there. Also HTTP over a 
 sockets) for either."""
 
 import os
-import socket
 
 from . import stdhttp
 
@@ -42,14 +41,7 @@ if USING_REQUESTS:
             self.socket_path = socket_path
 
         def connect(self):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.timeout if isinstance(self.timeout, (int, float)) else None)
-            try:
-                sock.connect(self.socket_path)
-            except OSError:
-                sock.close()
-                raise
-            self.sock = sock
+            self.sock = stdhttp.connect_unix(self.socket_path, self.timeout if isinstance(self.timeout, (int, float)) else None)
 
     class _UnixPool(urllib3.connectionpool.HTTPConnectionPool):
         def __init__(self, socket_path, timeout):

@@ -22,6 +22,7 @@ import threading
 
 from ..formats.archive import open_archive
 from ..formats.docker_archive import write_docker_archive
+from ..formats.oci_layout import artifact_key
 from ..errors import ImageError, ImageNotFoundError, InvalidReferenceError, StoreError
 from ..compression import ZSTD
 from ..model import absent_layers, held_blobs, with_platforms
@@ -89,8 +90,8 @@ def store_image_from_model(image):
 
 
 def attachment_keys(artifacts):
-    """What is attached to an image, comparable across stores: each artifact's manifest digest and cosign tag."""
-    return sorted("%s %s" % (artifact.id, artifact.tag or "") for artifact in artifacts)
+    """What is attached to an image, comparable across stores (``artifact_key``s, sorted)."""
+    return sorted(artifact_key(artifact) for artifact in artifacts)
 
 
 class PlatformsStoreImage(StoreImage):
