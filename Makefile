@@ -49,11 +49,12 @@ GALAXY_OUT := $(BUILD)/galaxy
 GALAXY_PROBLEM := ^(WARNING|ERROR|CRITICAL):|\[(WARNING|ERROR|DEPRECATION WARNING)\]|Traceback
 
 # Debian 12 packages for the engines the system tests start (tests/system/engines.py),
-# the openssl CLI (test CA), shellcheck (ansible-test's shellcheck sanity test) and GNU time (peak RSS in bench/).
+# the openssl CLI (test CA), shellcheck (ansible-test's shellcheck sanity test), GNU time (peak RSS in bench/),
+# openssh-server and sudo (the rollout over real SSH with become: tests/system/sshd.py; no service is started).
 # Installed with their Recommends, as verified on this machine kind; the fixtures run
 # as root on vfs and need neither uidmap nor fuse-overlayfs, which podman recommends.
 # debootstrap makes the Debian unstable chroot of the current engine generation (make current-engines).
-APT_PACKAGES := docker.io containerd runc skopeo podman docker-registry openssl ca-certificates shellcheck time debootstrap
+APT_PACKAGES := docker.io containerd runc skopeo podman docker-registry openssl ca-certificates shellcheck time debootstrap openssh-server sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_ENV := DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 NEEDRESTART_MODE=l
 APT_GET := $(SUDO) env $(APT_ENV) apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Use-Pty=0

@@ -267,8 +267,9 @@ def _bundle_bytes(bundle):
 
 def files_to_ship(bundle, load_plan, held_layers, staging=None, key="diff_id"):
     """The files a host needs for ``load_plan``, minus intact staged copies (a file already in ``staging`` counts
-    only when it hashes to its recorded sha256). ``key`` says how the host's store holds layers: by blob ``digest``
-    (containerd, OCI layouts) or by ``diff_id`` (Docker, Podman)."""
+    only when it hashes to its recorded sha256; a shorter one is listed with the size and sha256 of what is there).
+    ``key`` says how the host's store holds layers: by blob ``digest`` (containerd, OCI layouts) or by ``diff_id``
+    (Docker, Podman)."""
     wanted = _separated_files(load_plan, held_layers) if is_separated(bundle) else _layer_files(load_plan, held_layers, key)
     if wanted and is_separated(bundle):
         wanted.append((bundle["manifest"], []))
@@ -279,7 +280,13 @@ def files_to_ship(bundle, load_plan, held_layers, staging=None, key="diff_id"):
             listed["diff_ids"] = diff_ids
         else:
             listed.update(diff_id=diff_ids[0], digest=entry["digest"])
-        (staged if _staged_intact(staging, entry) else ship).append(listed)
+        partial = _staged_part(staging, entry)
+        if partial == entry["file_size"] and file_sha256(_staged_path(staging, entry)) == entry["sha256"]:
+            staged.append(listed)
+        else:
+            if 0 < partial < entry["file_size"]:
+                listed.update(staged_bytes=partial, staged_sha256=file_sha256(_staged_path(staging, entry)))
+            ship.append(listed)
         missing += diff_ids
     return ShippingPlan(load_plan, ship, staged, missing, bundle)
 
@@ -312,8 +319,12 @@ def _separated_files(load_plan, held_layers):
     return wanted
 
 
-def _staged_intact(staging, entry):
-    if not staging:
-        return False
-    full = os.path.join(staging, *entry["file"].split("/"))
-    return os.path.isfile(full) and file_sha256(full) == entry["sha256"]
+def _staged_path(staging, entry):
+    return os.path.join(staging, *entry["file"].split("/"))
+
+
+def _staged_part(staging, entry):
+    """Bytes of ``entry``'s file already in ``staging`` (0 for none): the whole file, or the start of a copy cut short
+    (``staged_sha256`` then lets the sender check that start and send only the rest)."""
+    full = _staged_path(staging, entry) if staging else None
+    return os.path.getsize(full) if full and os.path.isfile(full) and not os.path.islink(full) else 0

@@ -190,7 +190,11 @@ present:
   elements: dict
   sample: [{id: "sha256:4e6a...", repo_tags: [registry.example.com/team/api:1.4.2], reason: present with all its tags}]
 bytes_sent:
-  description: Uncompressed layer bytes of the images loaded (0 when nothing was loaded).
+  description:
+    - Bytes of the layer blobs and image configs sent to the target, each once, as they are stored (a gzip layer counts
+      its compressed size); layers a thin archive or a bundle leaves out are not sent and not counted. 0 when nothing was
+      loaded. (The archive's framing, a few KB, is not counted; from a compressed archive that records no layer sizes,
+      the uncompressed layer bytes.)
   returned: success
   type: int
   sample: 73400320
@@ -247,8 +251,9 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
-from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError, ImageNotFoundError
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import minimum_archive_size, open_archive
+from ansible_collections.airgap.images.plugins.module_utils.model import absent_layers
+from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, cryptography_needed, describe_images, engine_argument_spec, signature_argument_spec,
     signature_policy, store_from_params)
@@ -272,19 +277,19 @@ def open_source(params):
             yield selected, lambda store: archive_sender(store, params["src"], archive.images)
         return
     options = params["separated"]
-    manifest = separated.read_manifest(options["dir"])
-    if manifest is None:
-        raise ImageNotFoundError("%s has no manifest: not a directory of separated images" % options["dir"])
-    key, entry = separated.find_entry(manifest, options["app"], options["dir"])
-    files = separated.entry_files(options["dir"], entry, options["base"], options["lib"])
-    if options["verify"]:
-        separated.verify_files(files, entry)
-    with separated.SeparatedImage(files, key) as image:
-        yield _selected(params, [image.image]), images_sender
+    with separated.open_app(options["dir"], options["app"], options["base"], options["lib"], options["verify"]) as image:
+        yield _selected(params, [image]), images_sender
 
 
 def _selected(params, images):
     return resolve_all(params["images"], images, "the archive") if params["images"] else images
+
+
+def _bytes_sent(images):
+    """The layer blobs and configs of ``images`` sent, each once; the uncompressed layer bytes where a compressed archive
+    records no sizes."""
+    size = minimum_archive_size(images, absent_layers(images))
+    return size if size is not None else sum(image.size or 0 for image in images)
 
 
 def add_target_digests(described, known):
@@ -335,8 +340,9 @@ def main():
             loaded, tagged = apply_load(store, images, plan, send(store), module.check_mode)
             if not module.check_mode:
                 add_target_digests(result["images"], kept_digests(store, images))
+            sent = [image for image in images if image.id in loaded]
             result.update(loaded=loaded, tagged=tagged,
-                          bytes_sent=0 if module.check_mode else sum(image.size or 0 for image in images if image.id in loaded))
+                          bytes_sent=0 if module.check_mode else _bytes_sent(sent))
     except SignatureRefusedError as err:
         result["signatures"] = err.verdicts
         module.fail_json(msg=str(err), duration_s=watch.seconds, **result)

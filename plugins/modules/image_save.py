@@ -106,6 +106,13 @@ options:
       - Write the archive even when it already holds these images.
     type: bool
     default: false
+  describe:
+    description:
+      - With O(format=oci-dir), also return RV(bundle), the description M(airgap.images.image_archive_info) gives of
+        the layout (with O(airgap.images.image_archive_info#module:platform=all)), so that a play can ship it with
+        M(airgap.images.image_ship) without another task.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -149,6 +156,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+bundle:
+  description:
+    - The layout as M(airgap.images.image_archive_info) describes it (every platform), for M(airgap.images.image_ship)
+      O(airgap.images.image_ship#module:bundle).
+    - Not returned in check mode when the layout would change (it is not written then).
+  returned: when O(describe=true) and O(format=oci-dir)
+  type: dict
+  sample: {path: /srv/bundles/site-a/oci, format: oci-dir, compression: none, directory: true, artifacts: [],
+           images: [{id: "sha256:4e6a...", repo_tags: [registry.example.com/team/api:1.4.2], config: "eyJh...",
+                     layers: [{diff_id: "sha256:9f86...", digest: "sha256:9f86...", file: blobs/sha256/9f86..., file_size: 2048}]}]}
 images:
   description: The images in the archive.
   returned: success
@@ -242,7 +259,7 @@ from ansible_collections.airgap.images.plugins.module_utils.errors import ImageE
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, store_from_params, writer_lock)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    archive_lines, find_wanted, run_save, save_reason)
+    archive_info, archive_lines, find_wanted, run_save, save_reason)
 
 
 def main():
@@ -257,6 +274,7 @@ def main():
             convert=dict(type="bool", default=False),
             referrers=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
+            describe=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
         add_file_common_args=True,
@@ -269,6 +287,8 @@ def main():
         store = store_from_params(params)
         wanted = find_wanted(store, params["images"], params["referrers"])
         compression = params["compression"]
+        if params["format"] == "oci-dir" and not module.check_mode:
+            os.makedirs(os.path.dirname(os.path.abspath(params["dest"])), exist_ok=True)
         with writer_lock(params["dest"], module.check_mode):
             reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"],
                                            params["convert"], params["referrers"])
@@ -285,6 +305,8 @@ def main():
                     result.update(sha256=saved.sha256, compressor=saved.compressor)
                 written = sum(image["size"] or 0 for image in result["images"])
                 result["throughput_mb_s"] = watch.throughput(written)
+            if params["describe"] and params["format"] == "oci-dir" and not (module.check_mode and reason):
+                result["bundle"] = archive_info(params["dest"], platform="all")
     except ImageError as err:
         module.fail_json(msg=str(err), duration_s=watch.seconds, **{k: v for k, v in result.items() if k != "msg"})
     except Exception as err:  # pylint: disable=broad-except

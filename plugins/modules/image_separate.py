@@ -81,6 +81,12 @@ options:
       - Write the tarballs even when O(dest) already holds them.
     type: bool
     default: false
+  describe:
+    description:
+      - Also return RV(bundle), the description M(airgap.images.image_archive_info) gives of O(dest), so that a play can
+        ship it with M(airgap.images.image_ship) without another task.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -117,6 +123,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+bundle:
+  description:
+    - O(dest) as M(airgap.images.image_archive_info) describes it, for M(airgap.images.image_ship)
+      O(airgap.images.image_ship#module:bundle). Not returned in check mode when O(dest) would change.
+  returned: when O(describe=true)
+  type: dict
+  sample: {path: /srv/bundles/shop, format: separated, manifest: {file: manifest, file_size: 612},
+           images: [{key: "registry.example.com/shop/cart:2.1", parts: {app: {file: cart_2.1-app.tar.gz, file_size: 1048576}}}]}
 manifest:
   description: The content of O(dest)/manifest.
   returned: success
@@ -159,7 +173,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
-from ansible_collections.airgap.images.plugins.module_utils.operations import find_wanted
+from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info, find_wanted
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, engine_argument_spec, store_from_params, writer_lock)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference, resolve_all
@@ -196,6 +210,7 @@ def main():
             compression=dict(type="str", default="gzip", choices=["gzip", "zstd", "none"]),
             compression_level=dict(type="int"),
             force=dict(type="bool", default=False),
+            describe=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -226,6 +241,8 @@ def main():
                     result.update(write_parts(store, archive, selectors, params, dest, compression))
             if before is not None or module._diff:  # pylint: disable=protected-access
                 result["diff"] = dict(before=_manifest_text(before), after=_manifest_text(result.get("manifest")))
+            if params["describe"] and not (module.check_mode and reason):
+                result["bundle"] = archive_info(dest)
         finally:
             if archive is not None:
                 archive.close()

@@ -310,7 +310,7 @@ def test_the_rollout_role_checks_signatures_on_the_controller_and_on_each_host(s
     role_vars["rollout_bundle_dir"] = str(tmp_path / "unsigned-bundle")
     _recap, _reports, out = fleet.run([signed.ref("app", digest=False), signed.ref("unsigned", digest=False)], role_vars, expect_rc=2)
     assert "Check the bundle's signatures before anything ships" in out and "unsigned:1" in out and "no signature" in out
-    assert "Copy the layer files the host lacks" not in out.split("Check the bundle's signatures before anything ships", 1)[1]
+    assert "Ship the layers (or separated tarballs) the host lacks" not in out.split("Check the bundle's signatures before anything ships", 1)[1]
 
 
 def test_registry_mode_seeds_the_site_registry_with_signatures_and_hosts_pull_only_signed_images(signed, engines, collections_path, tmp_path):

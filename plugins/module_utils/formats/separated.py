@@ -12,6 +12,7 @@ without the base's layers; the app tarball the app image (config,
 fields and, under ``airgap``, what isula-build lacks.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from .archive import minimum_archive_size, open_archive, save_archive
 from ..atomic import NoSpaceError, atomic_file, check_free_space, no_space_error
 from ..compression import NONE
 from ..digest import CHUNK_SIZE
-from ..errors import ArchiveError, ImageError
+from ..errors import ArchiveError, ImageError, ImageNotFoundError
 from ..reference import parse_image_selector, parse_reference, resolve_selector
 from .safetar import MAX_JSON_SIZE
 
@@ -357,6 +358,21 @@ class SeparatedImage:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def open_app(directory, app, base=None, lib=None, verify=True):
+    """The model image of ``app`` re-assembled from the separated tarballs in ``directory`` (its manifest says which);
+    ``verify`` checks each tarball against the sha256 the manifest records first."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise ImageNotFoundError("%s has no manifest: not a directory of separated images" % directory)
+    key, entry = find_entry(manifest, app, directory)
+    files = entry_files(directory, entry, base, lib)
+    if verify:
+        verify_files(files, entry)
+    with SeparatedImage(files, key) as image:
+        yield image.image
 
 
 class ImageMeta:

@@ -4,6 +4,7 @@
 """Planning what a host lacks of a bundle, and loading the partial layout it receives (OCI layout stores, no engine)."""
 
 import base64
+import hashlib
 import os
 import shutil
 
@@ -93,9 +94,27 @@ def test_intact_staged_files_are_not_shipped_again_and_partial_ones_are(tmp_path
     resumed = plan_shipping(host, info, staging)
     assert [entry["file"] for entry in resumed.ship] == [os.path.relpath(partial, staging)]
     assert len(resumed.staged) == len(first.ship) - 1
+    # What is there of the cut copy, for the sender to check against the start of its own file and send the rest.
+    with open(os.path.join(root, resumed.ship[0]["file"]), "rb") as whole:
+        start = whole.read(100)
+    assert resumed.ship[0]["staged_bytes"] == 100
+    assert resumed.ship[0]["staged_sha256"] == hashlib.sha256(start).hexdigest()
+    assert all("staged_bytes" not in entry for entry in first.ship)
     ship(root, resumed, staging)
     load(host, info, staging)
     assert len(host.images()) == 3
+
+
+def test_a_staged_file_longer_than_the_blob_is_shipped_whole(tmp_path, images, bundle):
+    root, info = bundle
+    host, staging = OCIStore(str(tmp_path / "host")), str(tmp_path / "staging")
+    first = plan_shipping(host, info, staging)
+    ship(root, first, staging)
+    grown = os.path.join(staging, first.ship[0]["file"])
+    with open(grown, "ab") as handle:
+        handle.write(b"extra")
+    again = plan_shipping(host, info, staging)
+    assert [entry["file"] for entry in again.ship] == [first.ship[0]["file"]] and "staged_bytes" not in again.ship[0]
 
 
 def test_an_image_held_under_another_tag_needs_no_file_and_is_tagged(tmp_path, images, bundle):
