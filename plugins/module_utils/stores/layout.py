@@ -34,12 +34,15 @@ class BlobStats:
 
     def __init__(self):
         self.blobs_written = self.bytes_written = self.blobs_kept = self.bytes_kept = 0
+        self.seen = set()
 
-    def written(self, size):
+    def written(self, path, size):
+        self.seen.add(path)
         self.blobs_written += 1
         self.bytes_written += size or 0
 
-    def kept(self, size):
+    def kept(self, path, size):
+        self.seen.add(path)
         self.blobs_kept += 1
         self.bytes_kept += size or 0
 
@@ -151,7 +154,10 @@ class LayoutStore:
         return entries + referrers
 
     def _holds_blob(self, final, size):
-        """Whether ``final`` is there with ``size`` bytes (any size when unknown): then it is kept, not written."""
+        """Whether ``final`` is there with ``size`` bytes (any size when unknown): then it is kept, not written. A blob
+        this store wrote or kept already counts once."""
+        if final in self.stats.seen:
+            return True
         if self.rewrite:
             return False
         try:
@@ -160,7 +166,7 @@ class LayoutStore:
             return False
         if not stat.S_ISREG(found.st_mode) or (size is not None and found.st_size != size):
             return False
-        self.stats.kept(found.st_size)
+        self.stats.kept(final, found.st_size)
         return True
 
     def _put_artifact(self, artifact):
@@ -212,7 +218,7 @@ class LayoutStore:
         if not layer.available:
             raise ArchiveError("%s is not in the archive; a compressed layout needs every layer" % layer.what)
         if self.dry_run:
-            self.stats.written(layer.size)
+            self.stats.written(layer.diff_id, layer.size)
             return layer_descriptor(layer.diff_id, layer.size, COMPRESSED_LAYER_TYPES[compression], layer.size)
         folder = os.path.join(self.root, "blobs", "sha256")
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".compressing-", delete=False) as temp:
@@ -231,7 +237,7 @@ class LayoutStore:
                 else:
                     os.chmod(temp.name, 0o444)
                     os.replace(temp.name, final)
-                    self.stats.written(hashing.count)
+                    self.stats.written(final, hashing.count)
             except BaseException:
                 if os.path.exists(temp.name):
                     os.unlink(temp.name)
@@ -246,11 +252,11 @@ class LayoutStore:
     def _write_opened(self, final, opener, size=None):
         """Write the blob ``final`` from the stream ``opener`` gives (opened only here: a dry run opens nothing)."""
         if self.dry_run:
-            self.stats.written(size)
+            self.stats.written(final, size)
             return size
         with opener() as stream:
             written = self._write_blob(final, stream)
-        self.stats.written(written)
+        self.stats.written(final, written)
         return written
 
     def _write_blob(self, final, stream):

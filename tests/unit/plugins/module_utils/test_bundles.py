@@ -15,6 +15,8 @@ from ansible_collections.airgap.images.plugins.module_utils.formats.archive impo
 from ansible_collections.airgap.images.plugins.module_utils.operations import after_lines, find_wanted, run_save, save_reason
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import OCIStore
+from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images
+from ansible_collections.airgap.images.tests.unit.plugins.module_utils.test_referrers import layout_with_referrers
 
 NAME = "io.containerd.image.name"
 
@@ -48,14 +50,15 @@ class Opened:
         store.source.open = counting
 
 
-def save(store, selectors, dest, prune=False, dry_run=False, force=False):
+def save(store, selectors, dest, prune=False, dry_run=False, force=False, compression="none", convert=False,
+         referrers=False):
     """What image_save does for format=oci-dir: (reason, result or None)."""
-    wanted = find_wanted(store, selectors)
-    reason, existing = save_reason(wanted, dest, "oci-dir", "none", force, prune=prune)
+    wanted = find_wanted(store, selectors, referrers)
+    reason, existing = save_reason(wanted, dest, "oci-dir", compression, force, convert, referrers, prune)
     if reason is None:
         return None, None
-    return reason, run_save(store, wanted, dest, "oci-dir", "none", None, prune=prune, force=force, held=existing,
-                            dry_run=dry_run)[1]
+    return reason, run_save(store, wanted, dest, "oci-dir", compression, None, convert, referrers, prune, force,
+                            existing, dry_run)[1]
 
 
 def blob_files(root):
@@ -209,3 +212,42 @@ def test_after_lines_keep_the_other_images_of_a_bundle(tmp_path, source):
     assert [line.split()[1] for line in lines] == sorted(["site/app-a:1", "site/app-b:1"], key=lambda tag: [
         image.id for image in source.images() if tag in image.repo_tags][0])
     assert [line.split()[1] for line in after_lines(wanted, existing)] == ["site/app-b:1"]
+
+
+def test_layers_this_task_compressed_are_not_compressed_again(tmp_path, source):
+    dest = str(tmp_path / "bundle")
+    _reason, first = save(source, ["site/app-a:1"], dest, compression="gzip", convert=True)
+    assert first.blobs_written == 5
+    before = blob_files(dest)
+    opened = Opened(source)
+    _reason, second = save(source, ["site/app-a:1", "site/app-b:1"], dest, compression="gzip", convert=True)
+    assert second.blobs_written == 3 and second.blobs_kept == 5
+    assert len(opened.digests) == 1  # only app-b's own layer is read (and compressed)
+    assert unchanged_files(before, blob_files(dest))
+    assert save(source, ["site/app-a:1", "site/app-b:1"], dest, compression="gzip", convert=True) == (None, None)
+
+
+def unchanged_files(before, after):
+    return all((after[d].st_ino, after[d].st_mtime_ns) == (s.st_ino, s.st_mtime_ns) for d, s in before.items())
+
+
+def test_prune_keeps_what_is_attached_to_kept_images_and_drops_the_rest(tmp_path):
+    root, digests = layout_with_referrers(tmp_path)
+    source = OCIStore(root)
+    source.import_images([sample_images()[1]])  # localhost:5000/b:2
+    dest = str(tmp_path / "bundle")
+    save(source, ["example.com/apps/a:1", "localhost:5000/b:2"], dest, referrers=True)
+    attached = {digests["signature"], digests["attestation"]}
+    assert attached <= set(blob_files(dest))
+    assert save(source, ["example.com/apps/a:1"], dest, referrers=True) == (None, None)  # b stays: no prune
+    _reason, kept = save(source, ["example.com/apps/a:1"], dest, prune=True)
+    assert [entry["name"] for entry in kept.pruned] == ["localhost:5000/b:2"]
+    assert attached <= set(blob_files(dest))  # the signature and attestation of a kept image stay
+    entries = json.loads(open(os.path.join(dest, "index.json"), "rb").read())["manifests"]
+    assert [entry["digest"] for entry in entries] == [digests["index"], digests["signature"]]
+    source.import_images([sample_images()[1]])
+    save(source, ["localhost:5000/b:2"], dest)
+    _reason, dropped = save(source, ["localhost:5000/b:2"], dest, prune=True)
+    assert sorted(entry["digest"] for entry in dropped.pruned) == sorted([digests["index"], digests["signature"]])
+    assert not attached & set(blob_files(dest)) and digests["manifest"] not in blob_files(dest)
+    assert save(source, ["localhost:5000/b:2"], dest, prune=True) == (None, None)
