@@ -212,14 +212,15 @@ def reusable_layers(images, compression):
 
 
 def write_bundle(images, root, compression, level=None, prune=False, referrers=False, held=(), rewrite=False,
-                 dry_run=False):
+                 dry_run=False, fresh=False):
     """Add ``images`` to the OCI layout at ``root`` (made when missing, unless ``dry_run``); returns a BundleResult.
 
     ``held`` are the images the layout already holds (read by the idempotency check): their compressed layers are
-    reused. ``rewrite`` writes every blob again (``force``); ``dry_run`` writes nothing and says what would change.
+    reused. ``rewrite`` writes every blob again (``force``); ``dry_run`` writes nothing and says what would change
+    (``fresh``: were ``root`` written anew, what is there now left aside).
     """
     store = LayoutStore(root)
-    store.rewrite, store.dry_run = rewrite, dry_run
+    store.rewrite, store.dry_run = rewrite or fresh, dry_run
     if not dry_run:
         store._create()  # pylint: disable=protected-access
     added = store.put_images(images, compression, level, reusable_layers(held, compression))
@@ -229,7 +230,7 @@ def write_bundle(images, root, compression, level=None, prune=False, referrers=F
     kept_digests = {digest for image in images for digest in image.digests} | wanted_manifests
     with _maybe_locked(store, dry_run):
         index_path = os.path.join(store.root, "index.json")
-        before = _read_bytes(index_path)
+        before = None if fresh else _read_bytes(index_path)
         index = store._read_index() if before is not None else dict(EMPTY_INDEX)  # pylint: disable=protected-access
         source = DirSource(store.root)
         existing = _Existing(source, index) if before is not None else None
@@ -238,7 +239,7 @@ def write_bundle(images, root, compression, level=None, prune=False, referrers=F
                                          existing.is_image if existing is not None else None)
         data = canonical_json(dict(index, manifests=entries))
         deleted = []
-        if prune and os.path.isdir(os.path.join(store.root, "blobs")):
+        if prune and before is not None:
             referenced = reachable_blobs(source, entries, wanted_manifests, wanted_indexes)
             referenced.update(image_blobs(images))
             deleted = stray_blobs(store.root, referenced)

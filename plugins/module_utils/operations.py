@@ -179,8 +179,10 @@ def run_save(store, wanted, dest, archive_format, compression, level, convert=Fa
         elif not referrers:
             images = [image.with_referrers([]) for image in images]
         if archive_format == OCI_DIR:
-            if dry_run or _is_layout(dest):
+            if _is_layout(dest):
                 return images, bundles.write_bundle(images, dest, compression, level, prune, referrers, held, force, dry_run)
+            if dry_run:
+                return images, bundles.write_bundle(images, dest, compression, level, dry_run=True, fresh=True)
             return images, _write_layout_dir(images, dest, compression, level)
         return images, save_archive(images, dest, archive_format, compression, level)
 

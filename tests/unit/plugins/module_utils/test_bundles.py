@@ -251,3 +251,13 @@ def test_prune_keeps_what_is_attached_to_kept_images_and_drops_the_rest(tmp_path
     assert sorted(entry["digest"] for entry in dropped.pruned) == sorted([digests["index"], digests["signature"]])
     assert not attached & set(blob_files(dest)) and digests["manifest"] not in blob_files(dest)
     assert save(source, ["localhost:5000/b:2"], dest, prune=True) == (None, None)
+
+
+def test_check_mode_counts_what_a_new_bundle_would_hold_and_makes_nothing(tmp_path, source):
+    missing, a_file = str(tmp_path / "missing"), str(tmp_path / "a-file")
+    with open(a_file, "wb") as out:
+        out.write(b"not a layout")
+    for dest in (missing, a_file):
+        reason, planned = save(source, ["site/app-a:1", "site/app-b:1"], dest, prune=True, dry_run=True)
+        assert reason and planned.blobs_written == 8 and planned.blobs_kept == 0 and planned.pruned == []
+    assert not os.path.exists(missing) and open(a_file, "rb").read() == b"not a layout"
