@@ -264,7 +264,9 @@ bytes_written:
   type: int
   sample: 1573421
 blobs_kept:
-  description: For O(format=oci-dir), how many blobs the images need were in the layout already, with the right size, and were kept as they were. Null for archives.
+  description:
+    - For O(format=oci-dir), how many blobs the images need were in the layout already, with the right size, and were
+      kept as they were. Null for archives.
   returned: success
   type: int
   sample: 7
@@ -292,7 +294,9 @@ pruned:
       type: str
       sample: sha256:9b1b4d2bd4b4fc0a4b8d8c62e5eeb4f4b7e1fa3b1f0e4ad7b0f8a47cdd0d4f8e
 blobs_deleted:
-  description: With O(prune=true), how many blobs nothing in the layout referenced any more and were deleted (would be, in check mode). Null for archives.
+  description:
+    - With O(prune=true), how many blobs nothing in the layout referenced any more and were deleted (would be, in
+      check mode). Null for archives.
   returned: success
   type: int
   sample: 2
