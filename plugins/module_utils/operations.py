@@ -19,10 +19,10 @@ from .stores.store import attachment_keys
 from .digest import drain
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .reference import parse_image_selector, parse_reference
-from .stores.layout import LayoutStore
+from .formats.safetar import DirSource
 from .signatures import signer_key_id
 from .formats import separated
-from . import shipping
+from . import bundles, shipping
 
 
 # Saving -------------------------------------------------------------------------------------------------
@@ -62,12 +62,27 @@ def archive_lines(images):
     return sorted("%s %s" % (image.id, ",".join(sorted(image.repo_tags)) or "<untagged>") for image in images)
 
 
-def save_reason(wanted, dest, archive_format, compression, force, convert=False, referrers=False):
+def after_lines(wanted, existing, keeps_others=False):
+    """Diff mode's after: the wanted images with their tags; for a bundle that keeps the others (``keeps_others``),
+    those too, less the tags that move to the wanted images."""
+    tags = {}
+    claimed = {tag for item in wanted for tag in item.tags}
+    for image in existing if keeps_others else ():
+        tags.setdefault(image.id, set()).update(set(image.repo_tags) - claimed)
+    for item in wanted:
+        tags.setdefault(item.store_image.config_digest or item.store_image.id, set()).update(item.tags)
+    return sorted("%s %s" % (image_id, ",".join(sorted(names)) or "<untagged>") for image_id, names in tags.items())
+
+
+def save_reason(wanted, dest, archive_format, compression, force, convert=False, referrers=False, prune=False):
     """Why ``dest`` must be (re)written, or None when it already holds exactly the wanted images; and what it holds.
 
     An image the store knows by manifest digest is in the archive when its manifest is (kept as it came, whatever
     its layers' compression); one known by config digest when its config and layers are, its layers compressed as
     asked for an OCI layout directory. With ``convert``, every image is known by config and compressed as asked.
+
+    An OCI layout directory is a bundle images are added to (``bundles``): it may hold other images too, and more
+    tags and attachments of these, unless ``prune`` (then exactly these, and no blob that nothing references).
     """
     if force:
         return "force is set", []
@@ -85,26 +100,55 @@ def save_reason(wanted, dest, archive_format, compression, force, convert=False,
     if held_format != OCI_DIR and held_compression != compression:
         return "%s is compressed with %s, %s was asked for" % (dest, held_compression, compression), existing
     layer_compression = compression if held_format == OCI_DIR else NONE
-    return _content_difference(wanted, existing, layer_compression, convert, referrers and not convert), existing
+    incremental = held_format == OCI_DIR and not prune
+    reason = _content_difference(wanted, existing, layer_compression, convert, referrers and not convert, incremental)
+    if reason is None and held_format == OCI_DIR and prune:
+        reason = _stray_blobs_reason(dest, wanted, existing, layer_compression, convert)
+    return reason, existing
 
 
-def _content_difference(wanted, existing, layer_compression, convert, referrers=False):
+def _stray_blobs_reason(dest, wanted, existing, layer_compression, convert):
+    """Under ``prune``, why a layout that holds exactly these images must still be cleaned: blobs nothing references."""
+    matched = [image for item in wanted for store_image in getattr(item.store_image, "platform_images", None) or [item.store_image]
+               for image in existing if _holds(store_image, image, layer_compression, convert)]
+    source = DirSource(dest)
+    index = source.read_json("index.json")
+    referenced = bundles.reachable_blobs(source, index.get("manifests") or [],
+                                         {image.manifest_digest for image in matched},
+                                         {image.index_digest for image in matched if image.index_digest})
+    stray = bundles.stray_blobs(dest, referenced | bundles.image_blobs(matched))
+    if stray:
+        return "%s holds %d blobs (%d bytes) that no image in it references" % (dest, len(stray), sum(size for _d, size in stray))
+    return None
+
+
+def _content_difference(wanted, existing, layer_compression, convert, referrers=False, incremental=False):
+    """Why ``existing`` is not exactly ``wanted`` (``incremental``: does not hold at least ``wanted``), or None."""
     unmatched = list(existing)
     for item in wanted:
         for store_image in getattr(item.store_image, "platform_images", None) or [item.store_image]:
             match = next((image for image in unmatched if _holds(store_image, image, layer_compression, convert)), None)
             if match is None:
                 return "%s is not in the archive, or its content differs" % item.selector
-            if sorted(match.repo_tags) != sorted(item.tags):
+            if not _tags_held(match.repo_tags, item.tags, incremental):
                 held = ", ".join(sorted(match.repo_tags)) or "nothing"
                 wanted = ", ".join(item.tags) or "nothing"
                 return "%s: the archive tags it %s, wanted %s" % (item.selector, held, wanted)
-            if referrers and store_image.attachments is not None and attachment_keys(match.referrers) != store_image.attachments:
+            if referrers and store_image.attachments is not None \
+                    and not _attachments_held(attachment_keys(match.referrers), store_image.attachments, incremental):
                 return "%s: the source has other signatures or attachments than the archive carries" % item.selector
             unmatched.remove(match)
-    if unmatched:
+    if unmatched and not incremental:
         return "the archive also holds %s, which was not asked for" % ", ".join(image.describe() for image in unmatched)
     return None
+
+
+def _tags_held(held, wanted, incremental):
+    return set(wanted) <= set(held) if incremental else sorted(held) == sorted(wanted)
+
+
+def _attachments_held(held, wanted, incremental):
+    return all(key in held for key in wanted) if incremental else held == wanted
 
 
 def _holds(store_image, image, layer_compression, convert):
@@ -116,12 +160,15 @@ def _holds(store_image, image, layer_compression, convert):
     return store_image.same_content(image)
 
 
-def run_save(store, wanted, dest, archive_format, compression, level, convert=False, referrers=False):
-    """Export from ``store`` and write ``dest``; returns (images written, SaveResult or None for a directory).
+def run_save(store, wanted, dest, archive_format, compression, level, convert=False, referrers=False, prune=False,
+             force=False, held=(), dry_run=False):
+    """Export from ``store`` and write ``dest``; returns (images written, SaveResult, or for a directory a BundleResult).
 
     Images keep the manifests, indexes and layer blobs they came with; with ``convert`` each gets a new manifest
     (layers uncompressed, or for an OCI layout directory compressed as asked). With ``referrers``, the artifacts
-    whose subject an image is, and the attestations its index lists, are saved with it."""
+    whose subject an image is, and the attestations its index lists, are saved with it. An OCI layout directory is
+    added to (``bundles.write_bundle``: only the blobs it lacks are read and written; ``held``, the images it holds,
+    lend their compressed layers); ``dry_run`` (an OCI layout only) writes nothing and says what would change."""
     folder = os.path.dirname(os.path.abspath(dest))
     _ask_for_attachments(store, referrers)
     with store.open_images([item.selector for item in wanted], folder) as images:
@@ -132,9 +179,23 @@ def run_save(store, wanted, dest, archive_format, compression, level, convert=Fa
         elif not referrers:
             images = [image.with_referrers([]) for image in images]
         if archive_format == OCI_DIR:
-            _write_layout_dir(images, dest, compression, level)
-            return images, None
+            if _is_layout(dest):
+                return images, bundles.write_bundle(images, dest, compression, level, prune, referrers, held, force, dry_run)
+            if dry_run:
+                return images, bundles.write_bundle(images, dest, compression, level, dry_run=True, fresh=True)
+            return images, _write_layout_dir(images, dest, compression, level)
         return images, save_archive(images, dest, archive_format, compression, level)
+
+
+def _is_layout(path):
+    """Whether ``path`` is an OCI layout directory a bundle can be added to (else it is written anew)."""
+    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "index.json")):
+        return False
+    try:
+        with open_archive(path, platform="all", head_only=True):
+            return True
+    except ImageError:
+        return False
 
 
 def _in_request_order(images, wanted):
@@ -159,13 +220,13 @@ def layout_compression(images):
 
 
 def _write_layout_dir(images, dest, compression=NONE, level=None):
-    """An OCI layout directory, built beside ``dest`` and swapped in whole."""
+    """An OCI layout directory, built beside ``dest`` and swapped in whole (in the bundle's order); its BundleResult."""
     parent = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(parent):
         raise ImageError("cannot write %s: directory %s does not exist" % (dest, parent))
     building = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".", dir=parent)
     try:
-        LayoutStore(building).import_images(images, compression, level)
+        written = bundles.write_bundle(images, building, compression, level)
         if os.path.isdir(dest):
             retired = dest + ".old-" + os.path.basename(building)
             os.rename(dest, retired)
@@ -176,6 +237,7 @@ def _write_layout_dir(images, dest, compression=NONE, level=None):
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
+    return written
 
 
 def default_suffix(archive_format, compression):

@@ -19,6 +19,16 @@ description:
     head of the archive is read for that, so the check takes well under a second even for archives of many GB.
   - Atomic. The archive is written to a temporary file beside O(dest), synced and renamed; on any failure
     the previous O(dest) is left as it was and no temporary file remains.
+  - Incremental for O(format=oci-dir). Saving into an existing OCI layout writes only the blobs it does not hold
+    (a blob under C(blobs/sha256/<hex>) with the right size is kept - never fetched, read or rewritten; from a
+    registry, containerd or an OCI layout only the missing blobs are read, from Docker and Podman the export is
+    what it is but only the missing blobs are written), each to a temporary file that is synced and renamed,
+    then replaces C(index.json) atomically, last. A failure midway leaves the old C(index.json) valid; the blobs
+    already written are kept for the next run. The images already in the layout stay unless O(prune) says
+    otherwise; a tag the task names moves to the image it now names (the image that had it stays, unnamed).
+  - The C(index.json) of a layout lists its entries in one order whatever order the images were saved in -
+    entries with a name first, by name (C(io.containerd.image.name)), then unnamed ones (images saved by ID,
+    referrers), each by digest - so the same images give the same bytes however the bundle came about.
   - Safe to run twice at once. Tasks writing the same O(dest) take turns on a lock file C(.<dest name>.lock) beside
     O(dest) (kept between runs), held from the idempotency check to the rename; the second finds the first's archive
     and reports C(ok) when it holds the same images.
@@ -104,6 +114,18 @@ options:
   force:
     description:
       - Write the archive even when it already holds these images.
+      - For O(format=oci-dir), every blob of these images is read from the source and written again.
+    type: bool
+    default: false
+  prune:
+    description:
+      - For O(format=oci-dir) - remove from the layout what the task does not ask for. C(index.json) then lists only
+        O(images) under the tags asked for, with what is attached to them (kept when O(referrers=false), the
+        source's when O(referrers=true)) and the artifacts the layout holds that are attached to no image; the
+        blobs nothing in it references any more (the dropped images' manifests, configs and layers, but not those
+        a kept image shares) are deleted after C(index.json) is replaced. RV(pruned) lists what was removed.
+      - Without it, a bundle only grows - images saved before stay until a run with O(prune=true).
+      - Archives (O(format=docker-archive), O(format=oci-archive)) always hold exactly O(images).
     type: bool
     default: false
   describe:
@@ -116,10 +138,14 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reads the store's metadata and the head of O(dest) and reports exactly whether a run would write.
+    details:
+      - Reads the store's metadata and the head of O(dest) and reports exactly whether a run would write.
+      - For O(format=oci-dir) from a registry, containerd or an OCI layout, RV(blobs_written), RV(bytes_written),
+        RV(blobs_kept) and RV(pruned) say what a run would write and remove (manifests and configs are read, no
+        layer); from Docker and Podman, which would have to export the images, the blob counts are null.
   diff_mode:
     support: full
-    details: Shows the images and tags in O(dest) before and after.
+    details: Shows the images and tags in O(dest) before and after (for O(format=oci-dir), with the images it keeps).
   idempotent:
     support: full
 seealso:
@@ -153,6 +179,15 @@ EXAMPLES = r"""
     images: [team/api:1.4.2]
     dest: /srv/bundles/api-layout
     format: oci-dir
+
+- name: Add this release to the bundle (only the new layers are fetched) and drop the images of older releases
+  airgap.images.image_save:
+    engine: registry
+    engine_host: registry.example.com
+    images: [team/api:1.5.0, team/worker:1.5.0]
+    dest: /srv/bundles/release-layout
+    format: oci-dir
+    prune: true
 """
 
 RETURN = r"""
@@ -233,6 +268,60 @@ compressor:
   returned: success
   type: str
   sample: isal
+blobs_written:
+  description:
+    - For O(format=oci-dir), how many blobs (layers, configs, manifests, indexes, attachments) this run wrote (in
+      check mode, would write; null there when the source is Docker or Podman). Null for archives.
+  returned: success
+  type: int
+  sample: 3
+bytes_written:
+  description: For O(format=oci-dir), the bytes of the blobs in RV(blobs_written). Null for archives.
+  returned: success
+  type: int
+  sample: 1573421
+blobs_kept:
+  description:
+    - For O(format=oci-dir), how many blobs the images need were in the layout already, with the right size, and were
+      kept as they were. Null for archives.
+  returned: success
+  type: int
+  sample: 7
+bytes_kept:
+  description: For O(format=oci-dir), the bytes of the blobs in RV(blobs_kept). Null for archives.
+  returned: success
+  type: int
+  sample: 209715200
+pruned:
+  description:
+    - With O(prune=true), the C(index.json) entries removed - each a name (null for an unnamed entry) and the digest
+      it pointed at; in check mode, what would be removed (null there when the source is Docker or Podman). Empty
+      otherwise; null for archives.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{name: "registry.example.com/team/api:1.4.2", digest: "sha256:9b1b4d2bd4b4fc0a4b8d8c62e5eeb4f4b7e1fa3b1f0e4ad7b0f8a47cdd0d4f8e"}]
+  contains:
+    name:
+      description: The entry's name (C(io.containerd.image.name)), null for an unnamed entry.
+      type: str
+      sample: registry.example.com/team/api:1.4.2
+    digest:
+      description: The digest of the manifest or index the entry pointed at.
+      type: str
+      sample: sha256:9b1b4d2bd4b4fc0a4b8d8c62e5eeb4f4b7e1fa3b1f0e4ad7b0f8a47cdd0d4f8e
+blobs_deleted:
+  description:
+    - With O(prune=true), how many blobs nothing in the layout referenced any more and were deleted (would be, in
+      check mode). Null for archives.
+  returned: success
+  type: int
+  sample: 2
+bytes_deleted:
+  description: The bytes of the blobs in RV(blobs_deleted). Null for archives.
+  returned: success
+  type: int
+  sample: 1048576
 msg:
   description: Why the archive was (or would be) written, or that it already held these images.
   returned: always
@@ -259,7 +348,7 @@ from ansible_collections.airgap.images.plugins.module_utils.errors import ImageE
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, store_from_params, writer_lock)
 from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    archive_info, archive_lines, find_wanted, run_save, save_reason)
+    after_lines, archive_info, archive_lines, find_wanted, run_save, save_reason)
 
 
 def main():
@@ -274,6 +363,7 @@ def main():
             convert=dict(type="bool", default=False),
             referrers=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
+            prune=dict(type="bool", default=False),
             describe=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
@@ -283,27 +373,42 @@ def main():
     clean_up_on_sigterm()
     watch = Stopwatch()
     result = dict(changed=False, dest=params["dest"], sha256=None, compressor=None, throughput_mb_s=None)
+    bundle = params["format"] == "oci-dir"
+    counts = ("blobs_written", "bytes_written", "blobs_kept", "bytes_kept", "pruned", "blobs_deleted", "bytes_deleted")
+    result.update(dict(blobs_written=0, bytes_written=0, blobs_kept=0, bytes_kept=0, pruned=[], blobs_deleted=0, bytes_deleted=0)
+                  if bundle else dict.fromkeys(counts))
     try:
         store = store_from_params(params)
         wanted = find_wanted(store, params["images"], params["referrers"])
         compression = params["compression"]
         if params["format"] == "oci-dir" and not module.check_mode:
             os.makedirs(os.path.dirname(os.path.abspath(params["dest"])), exist_ok=True)
+        prune = params["prune"] and bundle
         with writer_lock(params["dest"], module.check_mode):
             reason, existing = save_reason(wanted, params["dest"], params["format"], compression, params["force"],
-                                           params["convert"], params["referrers"])
+                                           params["convert"], params["referrers"], prune)
             result.update(changed=bool(reason), msg=reason or "%s already holds these images" % params["dest"],
                           images=describe_images(existing) if not reason else [])
             if module._diff:  # pylint: disable=protected-access
                 result["diff"] = dict(before="\n".join(archive_lines(existing)) + "\n",
-                                      after="\n".join(sorted(item.line() for item in wanted)) + "\n")
+                                      after="\n".join(after_lines(wanted, existing, bundle and not prune)) + "\n")
+            save_args = (store, wanted, params["dest"], params["format"], compression, params["compression_level"],
+                         params["convert"], params["referrers"], prune, params["force"], existing)
+            if reason and module.check_mode and bundle and getattr(store, "holds_blobs", False):
+                _images, planned = run_save(*save_args, dry_run=True)  # manifests and configs are read, no layer
+                result.update(planned.report())
+            elif reason and module.check_mode and bundle:
+                result.update(dict.fromkeys(counts))
             if reason and not module.check_mode:
-                images, saved = run_save(store, wanted, params["dest"], params["format"], compression,
-                                         params["compression_level"], params["convert"], params["referrers"])
+                images, saved = run_save(*save_args)
                 result["images"] = describe_images(images, params["convert"])
-                if saved is not None:
+                if bundle:
+                    result.update(saved.report(), changed=saved.changed or bool(params["force"]))
+                    if not saved.changed:
+                        result["msg"] = "%s already held these images (%s)" % (params["dest"], reason)
+                elif saved is not None:
                     result.update(sha256=saved.sha256, compressor=saved.compressor)
-                written = sum(image["size"] or 0 for image in result["images"])
+                written = saved.bytes_written if bundle else sum(image["size"] or 0 for image in result["images"])
                 result["throughput_mb_s"] = watch.throughput(written)
             if params["describe"] and params["format"] == "oci-dir" and not (module.check_mode and reason):
                 result["bundle"] = archive_info(params["dest"], platform="all")

@@ -11,6 +11,7 @@ blobs, which a later import reuses.
 
 import io
 import os
+import stat
 import tempfile
 
 from ..atomic import atomic_file, file_lock, reporting_full_disk
@@ -28,6 +29,24 @@ COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD
 EMPTY_INDEX = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
 
 
+class BlobStats:
+    """How many blobs (and bytes) a write stored, and how many it found there already and kept."""
+
+    def __init__(self):
+        self.blobs_written = self.bytes_written = self.blobs_kept = self.bytes_kept = 0
+        self.seen = set()
+
+    def written(self, path, size):
+        self.seen.add(path)
+        self.blobs_written += 1
+        self.bytes_written += size or 0
+
+    def kept(self, path, size):
+        self.seen.add(path)
+        self.blobs_kept += 1
+        self.bytes_kept += size or 0
+
+
 class LayoutStore:
     """Images in an OCI layout directory, tagged through ``io.containerd.image.name`` and a full ``ref.name``."""
 
@@ -41,6 +60,10 @@ class LayoutStore:
             raise StoreError("OCI layout %s does not exist; create it by loading images into it" % self.root)
         self.source = DirSource(self.root)
         self.platform = platform
+        self.stats = BlobStats()
+        self.rewrite = False  # write every blob again, even one that is there
+        self.dry_run = False  # count what would be written, write nothing
+        self._counted = set()
 
     def _exists(self):
         return os.path.isdir(os.path.join(self.root, "blobs"))
@@ -91,8 +114,24 @@ class LayoutStore:
         """
         self._create()
         images = merge_images(images)
-        entries, made_layers, referrers = [], {}, []
-        for image in images:
+        descriptors = self.put_images(images, compression, level)
+        with self._locked():
+            index = self._read_index()
+            for descriptor in descriptors:
+                _add_entry(index, descriptor)
+            _atomic_write(os.path.join(self.root, "index.json"), canonical_json(index))
+        return [image.id for image in images]
+
+    def put_images(self, images, compression=NONE, level=None, reuse=None):
+        """Store the blobs of ``images`` (merged: one per manifest) the layout lacks; returns index.json's entries for
+        them (per image one per tag, or one unnamed; then the entries of what travels with them), in that order.
+
+        A blob already under ``blobs/sha256/<hex>`` with the right size is kept, never opened at the source nor
+        rewritten (``rewrite``: every blob is written again); ``stats`` counts what was written and kept. ``reuse``
+        (DiffID: descriptor) names the compressed blobs of layers this layout already holds as this task makes them.
+        """
+        entries, made_layers, referrers = [], dict(reuse or {}), []
+        for image in merge_images(images):
             if image.manifest is None:
                 manifest = RawDocument(build_manifest(image, [self._put_made(layer, compression, level, made_layers)
                                                               for layer in image.layers]), MEDIA_OCI_MANIFEST)
@@ -106,44 +145,57 @@ class LayoutStore:
                     self._put_bytes(document.data)
             tagged = [ref for ref in image.references if ref.tag]
             kind = signed_image_kind(image)
-            entries.append((image.index or manifest, [dict(index_annotations(ref, "full"), **kind) for ref in tagged] or [kind or None]))
+            top = image.index or manifest
+            entries.extend(top.descriptor(annotations) for annotations
+                           in [dict(index_annotations(ref, "full"), **kind) for ref in tagged] or [kind or None])
             for artifact in image.referrers:
                 self._put_artifact(artifact)
                 referrers.extend(attached_descriptors(artifact))
-        with self._locked():
-            index = self._read_index()
-            for top, annotation_sets in entries:
-                for annotations in annotation_sets:
-                    _add_entry(index, top.descriptor(annotations))
-            for descriptor in referrers:
-                _add_entry(index, descriptor)
-            _atomic_write(os.path.join(self.root, "index.json"), canonical_json(index))
-        return [image.id for image in images]
+        return entries + referrers
+
+    def _holds_blob(self, final, size):
+        """Whether ``final`` is there with ``size`` bytes (any size when unknown): then it is kept, not written. A blob
+        this store wrote or kept already counts once."""
+        if final in self.stats.seen:
+            return True
+        if self.rewrite:
+            return False
+        try:
+            found = os.stat(final)
+        except OSError:
+            return False
+        if not stat.S_ISREG(found.st_mode) or (size is not None and found.st_size != size):
+            return False
+        self.stats.kept(final, found.st_size)
+        return True
 
     def _put_artifact(self, artifact):
         """An artifact that travels with an image: its manifest and blobs as they came."""
         for blob in artifact.blobs:
             final = self._blob_file(blob.digest)
-            if not os.path.isfile(final):
-                with blob.open() as stream:
-                    self._write_blob(final, stream)
+            if not self._holds_blob(final, blob.size):
+                self._write_opened(final, blob.open, blob.size)
         self._put_bytes(artifact.manifest.data)
 
     def _put_made(self, layer, compression, level, made):
         if layer.diff_id not in made:
             made[layer.diff_id] = self._put_compressed(layer, compression, level) if compression != NONE \
                 else layer_descriptor(layer.diff_id, self._put_layer(layer))
+        elif layer.diff_id not in self._counted:
+            descriptor = made[layer.diff_id]
+            if not self._holds_blob(self._blob_file(descriptor["digest"]), descriptor["size"]):
+                made[layer.diff_id] = self._put_compressed(layer, compression, level)
+        self._counted.add(layer.diff_id)
         return made[layer.diff_id]
 
     def _put_kept(self, layer):
         """The layer's blob as it came (verified against its digest as it streams), unless the store has it."""
         final = self._blob_file(layer.stored_digest)
-        if os.path.isfile(final):
+        if self._holds_blob(final, layer.blob_size if layer.blob_digest else layer.size):
             return
         if not layer.available:
             raise ArchiveError("%s is not in the archive and %s does not have it; load a full archive" % (layer.what, self))
-        with layer.open_blob() as stream:
-            self._write_blob(final, stream)
+        self._write_opened(final, layer.open_blob, layer.blob_size)
 
     def tag(self, image_id, reference):
         """Point ``reference`` at the stored image ``image_id`` (its index or manifest digest, or its config's)."""
@@ -154,17 +206,20 @@ class LayoutStore:
 
     def _put_layer(self, layer):
         final = self._blob_file(layer.diff_id)
-        if os.path.isfile(final):
-            return os.path.getsize(final)
+        if self._holds_blob(final, layer.size):
+            return os.path.getsize(final) if os.path.isfile(final) else layer.size
         if not layer.available:
             raise ArchiveError("%s is not in the archive and %s does not have it; load a full archive" % (layer.what, self))
-        with layer.open() as stream:
-            return self._write_blob(final, stream)
+        return self._write_opened(final, layer.open, layer.size)
 
     def _put_compressed(self, layer, compression, level):
-        """Compress ``layer`` into a temp blob while hashing it, then rename it to its digest; returns its descriptor."""
+        """Compress ``layer`` into a temp blob while hashing it, then rename it to its digest; returns its descriptor.
+        A blob of that digest already there is kept (the temp one is dropped)."""
         if not layer.available:
             raise ArchiveError("%s is not in the archive; a compressed layout needs every layer" % layer.what)
+        if self.dry_run:
+            self.stats.written(layer.diff_id, layer.size)
+            return layer_descriptor(layer.diff_id, layer.size, COMPRESSED_LAYER_TYPES[compression], layer.size)
         folder = os.path.join(self.root, "blobs", "sha256")
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".compressing-", delete=False) as temp:
             try:
@@ -176,8 +231,13 @@ class LayoutStore:
                     writer.close()
                     temp.flush()
                     os.fsync(temp.fileno())
-                os.chmod(temp.name, 0o444)
-                os.replace(temp.name, self._blob_file(hashing.digest))
+                final = self._blob_file(hashing.digest)
+                if self._holds_blob(final, hashing.count):
+                    os.unlink(temp.name)
+                else:
+                    os.chmod(temp.name, 0o444)
+                    os.replace(temp.name, final)
+                    self.stats.written(final, hashing.count)
             except BaseException:
                 if os.path.exists(temp.name):
                     os.unlink(temp.name)
@@ -186,8 +246,18 @@ class LayoutStore:
 
     def _put_bytes(self, data):
         final = self._blob_file(sha256_digest(data))
-        if not os.path.isfile(final):
-            self._write_blob(final, io.BytesIO(data))
+        if not self._holds_blob(final, len(data)):
+            self._write_opened(final, lambda: io.BytesIO(data), len(data))
+
+    def _write_opened(self, final, opener, size=None):
+        """Write the blob ``final`` from the stream ``opener`` gives (opened only here: a dry run opens nothing)."""
+        if self.dry_run:
+            self.stats.written(final, size)
+            return size
+        with opener() as stream:
+            written = self._write_blob(final, stream)
+        self.stats.written(final, written)
+        return written
 
     def _write_blob(self, final, stream):
         with atomic_file(final, 0o444) as out:
