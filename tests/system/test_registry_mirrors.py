@@ -20,8 +20,10 @@ import pytest
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.stores.registry import RegistryStore
+from ansible_collections.airgap.images.tests.system.engines import generations
 from ansible_collections.airgap.images.tests.system.matrix import generation_params
 from ansible_collections.airgap.images.tests.system.playbooks import warning_lines
+from ansible_collections.airgap.images.tests.system.test_rollout import Fleet
 from ansible_collections.airgap.images.tests.system.test_status_words import assert_reported, task
 
 APP = "airgap-test/app-a:1"
@@ -163,3 +165,36 @@ def test_mirror_tasks_print_changed_then_ok_on_each_ansible(runtime_playbook, tm
     second = runtime_playbook.play(tasks, diff=True)
     assert_reported(second, dict.fromkeys(names, "ok"))
     assert [result["restart_needed"] for result in second.results] == [False, False, False]
+
+
+def test_rollout_in_registry_mode_makes_the_site_registry_the_hosts_mirror(collections_path, tmp_path, dockerd, docker_images,
+                                                                           docker_images_archive, registry_factory,
+                                                                           containerd_factory):
+    """The role: the bundle is pushed into the site registry, each containerd host gets hosts.toml files for
+    docker.io and upstream.example and pulls the images; then containerd 2.1's own pull of an image by its upstream
+    name and digest is served by the mirror. A re-run changes nothing."""
+    current = next(gen for gen in generations("containerd") if gen.source == "current")
+    if current.missing:
+        pytest.skip(current.missing)
+    site = registry_factory()
+    node = containerd_factory(generation=current)
+    hosts_dir = str(tmp_path / "certs.d")
+    fleet = Fleet(collections_path, str(tmp_path), dockerd.host, {"node1": {"engine": "containerd", "engine_host": node.address}})
+    role_vars = {"rollout_mode": "registry", "rollout_registry": site.host, "rollout_registry_insecure": True,
+                 "rollout_registry_mirrors": ["docker.io", "upstream.example"]}
+    host_vars = {"node1": {"rollout_mirror_config_path": hosts_dir, "rollout_mirror_containerd_config": node.config_path}}
+    recap, reports, out = fleet.run(["airgap-test/app-a:1"], role_vars=role_vars, extra_host_vars=host_vars)
+    assert recap["node1"]["failed"] == 0 and recap["node1"]["changed"] > 0, out[-3000:]
+    assert reports["node1"]["mirrored"] == ["docker.io", "upstream.example"] and reports["node1"]["unmirrored"] == []
+    assert sorted(os.listdir(hosts_dir)) == ["docker.io", "upstream.example"]
+    assert "does not set the CRI registry config_path" in out  # the test containerd runs without its CRI plugin
+    assert warning_lines(out) + warning_lines(fleet.stderr) == [], out[-3000:]
+
+    # An image the role never shipped, put into the site registry later under its upstream name: the node's own pull
+    # by that name and digest (as the kubelet's) is served by the mirror.
+    ref = "%s@%s" % (UPSTREAM, seed(site, docker_images_archive))
+    node.ctr("images", "pull", "--hosts-dir", hosts_dir, ref, timeout=120)
+    assert ref in node.image_refs()
+
+    recap, reports, out = fleet.run(["airgap-test/app-a:1"], role_vars=role_vars, extra_host_vars=host_vars)
+    assert recap["node1"]["changed"] == 0 and recap["node1"]["failed"] == 0, out[-3000:]
