@@ -64,7 +64,7 @@ def mirror_task(name="Mirror", **args):
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "tls-ca"])
 @pytest.mark.parametrize("generation", generation_params("containerd"))
 def test_containerd_pulls_the_upstream_digest_from_the_site_registry(playbook, generation, tls, registry_factory,
-                                                                       containerd_factory, docker_images_archive, tmp_path):
+                                                                      containerd_factory, docker_images_archive, tmp_path):
     if generation.missing:
         pytest.skip(generation.missing)
     site = registry_factory(tls=tls)
@@ -92,7 +92,7 @@ def test_containerd_pulls_the_upstream_digest_from_the_site_registry(playbook, g
 
 @pytest.mark.parametrize("generation", generation_params("podman"))
 def test_podman_pulls_the_upstream_digest_through_the_registries_conf_it_was_given(playbook, generation, registry_factory,
-                                                                                    podman_factory, docker_images_archive):
+                                                                                   podman_factory, docker_images_archive):
     if generation.missing:
         pytest.skip(generation.missing)
     site = registry_factory()
