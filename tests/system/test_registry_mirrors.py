@@ -64,7 +64,7 @@ def mirror_task(name="Mirror", **args):
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "tls-ca"])
 @pytest.mark.parametrize("generation", generation_params("containerd"))
 def test_containerd_pulls_the_upstream_digest_from_the_site_registry(playbook, generation, tls, registry_factory,
-                                                                      containerd_factory, docker_images_archive, tmp_path):
+                                                                     containerd_factory, docker_images_archive, tmp_path):
     if generation.missing:
         pytest.skip(generation.missing)
     site = registry_factory(tls=tls)
