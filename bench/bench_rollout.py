@@ -16,10 +16,11 @@ hosts of its own, empty at the start:
 * airgap.images.rollout, one ansible-playbook run per release, with Ansible's default SSH settings (``ssh_args`` with
   ``-C``, no pipelining), and again on other hosts with the settings docs/guide-airgap-rollout.md recommends
   (``pipelining``, ``ssh_args`` without ``-C``). Bytes are the role's ``rollout_report``s.
-* the per-image pipeline (Kubespray's download role, in shell), hosts in parallel, over the same SSH (one master
-  connection per host) ...  the host lacks (``docker image inspect`` / ``ctr images ls`` over ssh),
-  ``docker save IMAGE | gzip -1`` once into a controller cache, ``scp`` to the host, ``docker load -i`` /
-  ``ctr images import`` over ssh, ``rm``. Bytes are the tarballs copied. Not run for ``--kind oci``.
+* the per-image pipeline (Kubespray's download role, in shell), hosts in parallel, over the same sshds with plain
+  ``ssh``/``scp`` (one connection per command, as a shell script runs them): for each image the host lacks
+  (``docker image inspect`` / ``ctr images ls`` over ssh), ``docker save IMAGE | gzip -1`` once into a controller
+  cache, ``scp`` to the host, ``docker load -i`` / ``gunzip -c | ctr images import -`` over ssh, ``rm``. Bytes are the
+  tarballs copied. Not run for ``--kind oci``.
 
     make bench-rollout    # or: python bench/bench_rollout.py --size 400 --hosts 3
     python bench/bench_rollout.py --size 100 --hosts 20 --kind oci --forks 10

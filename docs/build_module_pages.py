@@ -15,7 +15,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MODULES = ("image_save", "image_load", "image_archive_info", "image_separate", "image_store_info", "image_pull", "image_verify", "image_ship", "registry_mirror")
+MODULES = ("image_save", "image_load", "image_archive_info", "image_separate", "image_store_info", "image_pull", "image_verify",
+           "image_ship", "registry_mirror")
 ROLES = ("rollout",)
 
 
