@@ -15,7 +15,7 @@ hosts of its own, empty at the start:
 
 * airgap.images.rollout, one ansible-playbook run per release, with Ansible's default SSH settings (``ssh_args`` with
   ``-C``, no pipelining), and again on other hosts with the settings docs/guide-airgap-rollout.md recommends
-  (``pipelining``, ``ssh_args`` without ``-C``). Bytes are the role's ``rollout_report``s.
+  (``pipelining``, ``ssh_args`` without ``-C``). Bytes are what image_ship says it sent.
 * the per-image pipeline (Kubespray's download role, in shell), hosts in parallel, over the same sshds with plain
   ``ssh``/``scp`` (one connection per command, as a shell script runs them): for each image the host lacks
   (``docker image inspect`` / ``ctr images ls`` over ssh), ``docker save IMAGE | gzip -1`` once into a controller
