@@ -8,9 +8,9 @@ staging directories, one transfer per file, and one module run that loads, verif
 """
 
 import contextlib
-import hashlib
 import os
 import shlex
+import shutil
 import tempfile
 import time
 
@@ -18,6 +18,7 @@ from ansible.errors import AnsibleAction, AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.airgap.images.plugins.module_utils.formats.separated import file_sha256
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     ENGINE_ARGS, SIGNATURE_ARGS, engine_argument_spec, signature_argument_spec)
 
@@ -36,18 +37,6 @@ PROGRESS_EVERY_S = 2.0
 CHUNK = 1024 * 1024
 
 
-def _file_sha256(path, length):
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while length > 0:
-            chunk = source.read(min(CHUNK, length))
-            if not chunk:
-                break
-            digest.update(chunk)
-            length -= len(chunk)
-    return digest.hexdigest()
-
-
 def _megabytes(size):
     return "%.1f MB" % (size / 1e6)
 
@@ -62,6 +51,7 @@ class ActionModule(ActionBase):
         started = time.time()
         _valid, params = self.validate_argument_spec(argument_spec=signature_argument_spec(engine_argument_spec(**SHIP_ARGS)))
         self.calls = 0
+        self.host = (task_vars or {}).get("inventory_hostname") or self._play_context.remote_addr or "the host"
         self.pipelined = params["pipelining"] and getattr(self._connection, "has_pipelining", False)
         try:
             result.update(self._ship(params, task_vars))
@@ -116,7 +106,7 @@ class ActionModule(ActionBase):
             report["msg"] = _message(report, 0, 0)
             return report
         if plan["ship"]:
-            self._send(params["src"], staging, plan["ship"], report, task_vars)
+            self._send(params["src"], staging, plan["ship"], report)
         module_args = dict(engine, bundle=params["bundle"], src=params["src"], staging=staging, cleanup=params["cleanup"])
         module_args.update((key, params[key]) for key in SIGNATURE_ARGS if params.get(key))
         loaded = self._module("airgap.images.image_ship", module_args, task_vars)
@@ -131,8 +121,7 @@ class ActionModule(ActionBase):
         report["msg"] = _message(report, report["shipped_bytes"], len(report["shipped_files"]))
         return report
 
-    def _send(self, src, staging, files, report, task_vars):
-        host = task_vars.get("inventory_hostname") or self._task_host()
+    def _send(self, src, staging, files, report):
         directories = sorted({os.path.dirname(staging.rstrip("/") + "/" + entry["file"]) for entry in files})
         self.calls += 1
         made = self._low_level_execute_command("mkdir -p -- " + " ".join(shlex.quote(path) for path in directories), sudoable=False)
@@ -140,7 +129,7 @@ class ActionModule(ActionBase):
             user = self._connection.get_option("remote_user") or "the connection's user"
             raise AnsibleActionFail("cannot make the staging directory %s on %s as %s: %s (give rollout_staging_dir / "
                                     "staging a path that user can create)"
-                                    % (staging, host, user, (made.get("stderr") or made.get("stdout") or "").strip()))
+                                    % (staging, self.host, user, (made.get("stderr") or made.get("stdout") or "").strip()))
         total = sum(entry["size"] for entry in files)
         done, last_shown = 0, 0.0
         with self._uncompressed_transfers():
@@ -151,13 +140,13 @@ class ActionModule(ActionBase):
                 report["shipped_files"].append(entry["file"])
                 done += entry["size"]
                 if time.time() - last_shown >= PROGRESS_EVERY_S or count == len(files):
-                    display.display("%s: sent %d/%d file(s), %s of %s" % (host, count, len(files), _megabytes(done), _megabytes(total)))
+                    display.display("%s: sent %d/%d file(s), %s of %s" % (self.host, count, len(files), _megabytes(done), _megabytes(total)))
                     last_shown = time.time()
 
     def _send_file(self, local, remote, entry, report):
         """Send one file; of one cut short on the host whose start matches ours, only the rest. Returns bytes sent."""
         staged = entry.get("staged_bytes") or 0
-        if staged and _file_sha256(local, staged) == entry.get("staged_sha256"):
+        if staged and file_sha256(local, staged) == entry.get("staged_sha256"):
             self._append_rest(local, remote, staged)
             report["resumed_files"].append(entry["file"])
             return entry["size"] - staged
@@ -169,21 +158,14 @@ class ActionModule(ActionBase):
         with tempfile.NamedTemporaryFile(prefix="airgap-rest-") as rest:
             with open(local, "rb") as source:
                 source.seek(offset)
-                while True:
-                    chunk = source.read(CHUNK)
-                    if not chunk:
-                        break
-                    rest.write(chunk)
+                shutil.copyfileobj(source, rest, CHUNK)
             rest.flush()
             self.calls += 2
             self._connection.put_file(rest.name, remote + ".rest")
         appended = self._low_level_execute_command("cat -- {rest} >> {file} && rm -f -- {rest}".format(
             rest=shlex.quote(remote + ".rest"), file=shlex.quote(remote)), sudoable=False)
         if appended["rc"] != 0:
-            raise AnsibleActionFail("cannot resume %s on %s: %s" % (remote, self._task_host(), (appended.get("stderr") or "").strip()))
-
-    def _task_host(self):
-        return self._play_context.remote_addr or "the host"
+            raise AnsibleActionFail("cannot resume %s on %s: %s" % (remote, self.host, (appended.get("stderr") or "").strip()))
 
     @contextlib.contextmanager
     def _uncompressed_transfers(self):

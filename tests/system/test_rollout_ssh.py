@@ -11,9 +11,11 @@ app updated ships its new layer only, and a copy of it cut short on one host is 
 
 import os
 import pwd
+import shutil
 
 import pytest
 
+from ansible_collections.airgap.images.plugins.module_utils.stores.layout import LayoutStore
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 from ansible_collections.airgap.images.tests.system.playbooks import warning_lines
 from ansible_collections.airgap.images.tests.system.sshd import UNPRIVILEGED, SSHHosts
@@ -54,17 +56,11 @@ def ssh_fleet(collections_path, tmp_path, ssh_hosts, dockerd, docker_images, doc
 def _remove_staging(name):
     path = "/var/tmp/airgap-images-" + name
     if os.path.isdir(path):
-        for root, dirs, files in os.walk(path, topdown=False):
-            for entry in files:
-                os.remove(os.path.join(root, entry))
-            for entry in dirs:
-                os.rmdir(os.path.join(root, entry))
-        os.rmdir(path)
+        shutil.rmtree(path)
 
 
 def _held(engines, name, kind):
     if kind == "oci":
-        from ansible_collections.airgap.images.plugins.module_utils.stores.layout import LayoutStore  # pylint: disable=import-outside-toplevel
         return {tag for image in LayoutStore(engines[name]).images() for tag in image.repo_tags}
     if kind == "podman":
         return set(engines[name].cli("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split())

@@ -159,11 +159,18 @@ def manifest_for(entries, base, lib, compression):
     return manifest
 
 
-def file_sha256(path):
+def file_sha256(path, length=None):
+    """The hex sha256 of the file at ``path``, or of its first ``length`` bytes."""
     hasher = hashlib.sha256()
+    left = length
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
+        while left is None or left > 0:
+            chunk = handle.read(CHUNK_SIZE if left is None else min(CHUNK_SIZE, left))
+            if not chunk:
+                break
             hasher.update(chunk)
+            if left is not None:
+                left -= len(chunk)
     return hasher.hexdigest()
 
 
