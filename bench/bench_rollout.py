@@ -127,13 +127,11 @@ def run_role(work, collections, source, hosts, ssh_hosts, release, images, setti
 
 
 def _shipped_bytes(host, stdout):
-    """Bytes the role sent to ``host``: from its report line ("shipped N bytes ...") in the play's output."""
-    marker = "ok: [%s] => {" % host.name
-    for block in stdout.split(marker)[1:]:
-        text = block.split("}", 1)[0]
-        if '"msg": "shipped ' in text:
-            return int(text.split('"msg": "shipped ', 1)[1].split(" ", 1)[0])
-    raise SystemExit("no report for %s in the play's output:\n%s" % (host.name, stdout[-4000:]))
+    """Bytes the role sent to ``host``: from the line image_ship prints for it ("HOST: shipped N bytes ...")."""
+    marker = "\n%s: shipped " % host.name
+    if marker not in stdout:
+        raise SystemExit("no report for %s in the play's output:\n%s" % (host.name, stdout[-4000:]))
+    return int(stdout.split(marker, 1)[1].split(" ", 1)[0])
 
 
 def ssh_command(ssh_hosts, host):

@@ -61,6 +61,8 @@ class ActionModule(ActionBase):
             self._remove_tmp_path(self._connection._shell.tmpdir)
         result["host_calls"] = self.calls
         result["duration_s"] = round(time.time() - started, 3)
+        if not result.get("failed"):
+            display.display("%s: %s" % (self.host, result["msg"]))
         return result
 
     def _module(self, name, module_args, task_vars):
@@ -194,6 +196,7 @@ class ActionModule(ActionBase):
 
 def _message(report, sent, files, would=False):
     loaded = len(report["loaded"])
-    return "%s %d bytes in %d file(s), %s %d of a %d-byte bundle; %s %d image(s), tagged %d" % (
-        "would ship" if would else "shipped", sent, files, "would skip" if would else "skipped", report["skipped_bytes"],
-        report["bundle_bytes"], "would load" if would else "loaded", loaded, len(report["tagged"]))
+    return "%s %d bytes in %d file(s), %s %d of a %d-byte bundle; %s %d image(s), tagged %d (a full copy of every image " \
+        "would be %d bytes)" % (
+            "would ship" if would else "shipped", sent, files, "would skip" if would else "skipped", report["skipped_bytes"],
+            report["bundle_bytes"], "would load" if would else "loaded", loaded, len(report["tagged"]), report["naive_bytes"])

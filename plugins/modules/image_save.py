@@ -19,6 +19,10 @@ description:
     head of the archive is read for that, so the check takes well under a second even for archives of many GB.
   - Atomic. The archive is written to a temporary file beside O(dest), synced and renamed; on any failure
     the previous O(dest) is left as it was and no temporary file remains.
+  - On the controller the task runs inside Ansible's worker process, without a module payload or a new Python
+    (about 0.7 s less per task) when its connection is C(local) and it asks for no C(become), C(async) or
+    C(environment), and for no C(ansible_python_interpreter) other than the Python running Ansible. Setting any
+    of them makes it run as a module. Both ways write the same bytes and return the same result.
   - Incremental for O(format=oci-dir). Saving into an existing OCI layout writes only the blobs it does not hold
     (a blob under C(blobs/sha256/<hex>) with the right size is kept - never fetched, read or rewritten; from a
     registry, containerd or an OCI layout only the missing blobs are read, from Docker and Podman the export is

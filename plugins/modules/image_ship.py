@@ -20,7 +20,7 @@ description:
     file against its digest before anything is loaded from it.
   - It then loads the images the host lacks, looks every image up again (each must be there with all its tags), and
     removes the staging directory. Progress (host, files and bytes done of the total) is displayed on the controller
-    while files are sent.
+    while files are sent, and at the end one line per host says what was shipped, skipped and loaded (RV(msg)).
   - The lower-level modules (M(airgap.images.image_store_info), M(airgap.images.image_load)) remain for plays that
     compose these steps themselves; the C(airgap.images.rollout) role uses this one.
 extends_documentation_fragment:
@@ -159,10 +159,11 @@ signatures:
   elements: dict
   sample: [{image: registry.example.com/team/api:1.4.2, digest: "sha256:1104...", verified: true, reason: null, signatures: []}]
 msg:
-  description: What was done.
+  description: What was done (or, in check mode, would be), as the task also prints it for the host.
   returned: always
   type: str
   sample: shipped 31457280 bytes in 1 file(s), skipped 398458880 of a 429916160-byte bundle; loaded 1 image(s), tagged 0
+    (a full copy of every image would be 1342177280 bytes)
 duration_s:
   description: Seconds the task took on the controller.
   returned: always

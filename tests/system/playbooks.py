@@ -54,9 +54,10 @@ class Playbook:
         done = self.play(tasks, **options)
         return done.results, done.stdout
 
-    def play(self, tasks, check=False, diff=False, expect_failure=False, python=None):
+    def play(self, tasks, check=False, diff=False, expect_failure=False, python=None, verbose=False):
         """A :class:`PlayRun`: each task's registered result, stdout and stderr. The task that collects the results
-        reports ``ok``, so the recap counts only ``tasks``.  ``python``: the modules' interpreter (the runtime's)."""
+        reports ``ok``, so the recap counts only ``tasks``.  ``python``: the modules' interpreter (the runtime's);
+        ``verbose``: ``-vvv``."""
         python = python or self.runtime.python
         self.runs += 1
         results = os.path.join(self.workdir, "results-%d.json" % self.runs)
@@ -75,6 +76,7 @@ class Playbook:
         args = ["-i", "localhost,", "-c", "local", path]
         args += ["--check"] if check else []
         args += ["--diff"] if diff else []
+        args += ["-vvv"] if verbose else []
         command, env = self.runtime.command("ansible-playbook", args, self.env())
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0 and not expect_failure:

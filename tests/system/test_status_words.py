@@ -11,6 +11,8 @@ ansible-core users run (the ``ansible_runtime`` fixture: the oldest supported, 2
 2.21 on Python 3.14): what one version accepts in silence another may warn about.
 """
 
+import re
+
 import pytest
 
 from ansible_collections.airgap.images.tests.system.playbooks import recap, task_status, warning_lines
@@ -74,6 +76,30 @@ def test_oci_layout_modules_print_changed_then_ok(playbook, docker_images_archiv
     reloaded = second.results[0]
     assert reloaded["loaded"] == [] and reloaded["msg"] == "loaded 0 image(s), tagged 0, present 4"
     assert [entry["reason"] for entry in reloaded["present"]] == ["present with all its tags"] * 4
+
+
+def test_save_runs_in_the_worker_on_the_controller_and_as_a_module_with_another_python(playbook, docker_images_archive, tmp_path):
+    """On the controller with its own Python, image_save runs in Ansible's worker process (no AnsiballZ payload, no
+    new process); with another interpreter it runs as a module. Both write the same bytes and report the same."""
+    oci = dict(engine="oci", engine_host=str(tmp_path / "layout"))
+    playbook.play([task("Load into an OCI layout", "image_load", src=docker_images_archive, **oci)])
+    in_worker = "running airgap.images.image_save in the worker process"
+    saves = {}
+    for way, python in (("worker", None), ("module", "/usr/bin/python3")):
+        tasks = [task("Save from the OCI layout", "image_save", images=APPS, dest=str(tmp_path / (way + ".tar")), **oci)]
+        first = playbook.play(tasks, python=python, verbose=True)
+        printed = first.stdout + first.stderr  # ansible-core 2.21 writes -vvv lines to stderr
+        assert (in_worker in printed) == (way == "worker"), printed[-6000:]
+        module_file = re.search(r"^Using module file \S*/image_save\.py$", printed, re.M)
+        assert bool(module_file) == (way == "module"), printed[-6000:]
+        assert_reported(first, {"Save from the OCI layout": "changed"})
+        assert_reported(playbook.play(tasks, python=python), {"Save from the OCI layout": "ok"})
+        saves[way] = first.results[0]
+    with open(str(tmp_path / "worker.tar"), "rb") as worker, open(str(tmp_path / "module.tar"), "rb") as module:
+        assert worker.read() == module.read()
+    saves["module"]["msg"] = saves["module"]["msg"].replace("module.tar", "worker.tar")
+    drop = ("dest", "duration_s", "throughput_mb_s", "invocation")
+    assert {k: v for k, v in saves["worker"].items() if k not in drop} == {k: v for k, v in saves["module"].items() if k not in drop}
 
 
 def test_docker_load_and_save_print_changed_then_ok(playbook, dockerd, dockerd_factory, docker_images, docker_images_archive, tmp_path):

@@ -102,6 +102,7 @@ def test_a_cut_copy_that_does_not_match_is_sent_whole(tmp_path):
 
 
 def test_the_message_says_would_in_check_mode():
-    report = {"loaded": ["sha256:a"], "tagged": [], "skipped_bytes": 5, "bundle_bytes": 15}
-    assert _message(report, 10, 1) == "shipped 10 bytes in 1 file(s), skipped 5 of a 15-byte bundle; loaded 1 image(s), tagged 0"
+    report = {"loaded": ["sha256:a"], "tagged": [], "skipped_bytes": 5, "bundle_bytes": 15, "naive_bytes": 40}
+    assert _message(report, 10, 1) == ("shipped 10 bytes in 1 file(s), skipped 5 of a 15-byte bundle; loaded 1 image(s), "
+                                       "tagged 0 (a full copy of every image would be 40 bytes)")
     assert _message(report, 10, 1, would=True).startswith("would ship 10 bytes in 1 file(s), would skip 5")
