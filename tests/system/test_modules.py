@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The modules through ansible-playbook, with the collection built and installed, against the real engines."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -114,7 +115,10 @@ def test_load_only_tags_images_present_under_other_tags(playbook, dockerd_factor
     assert "tag" in events and "load" not in events
 
 
-def test_interrupted_save_leaves_the_previous_archive(playbook, dockerd_factory, docker_images_archive, tmp_path):
+@pytest.mark.parametrize("way", ["module", "worker"])
+def test_interrupted_save_leaves_the_previous_archive(playbook, dockerd_factory, docker_images_archive, tmp_path, way):
+    """SIGTERM to the save midway, as a module process (another Python) and in Ansible's worker process (the
+    controller's Python): the previous archive stays, no temporary file is left."""
     engine = dockerd_factory()
     engine.cli("load", "-i", docker_images_archive)
     context = tmp_path / "big"
@@ -126,19 +130,58 @@ def test_interrupted_save_leaves_the_previous_archive(playbook, dockerd_factory,
     engine.cli("build", "-q", "-t", "airgap-test/big:1", str(context))
     dest = str(tmp_path / "bundle.tar")
     options = dict(engine="docker", engine_host=engine.host)
-    playbook.run([save_task(dest, [APP_B], **options)])
-    before = open(dest, "rb").read()
-    play = threading.Thread(target=playbook.run, args=([save_task(dest, ["airgap-test/big:1"], **options)],),
-                            kwargs=dict(expect_failure=True), daemon=True)
+    python = "/usr/bin/python3" if way == "module" else None
+    playbook.run([save_task(dest, [APP_B], **options)], python=python)
+    before = _sha256(dest)
+    outcome = {}
+
+    def interrupted_play():
+        try:
+            playbook.run([save_task(dest, ["airgap-test/big:1"], **options)], expect_failure=True, python=python)
+            outcome["play"] = "failed task"
+        except FileNotFoundError:  # a killed worker stops the play before it writes the results
+            outcome["play"] = "stopped"
+    play = threading.Thread(target=interrupted_play, daemon=True)
     play.start()
     temp = _wait_for_growing_temp(str(tmp_path), "airgap-export", deadline=time.time() + 60)
     assert temp, "the save never started writing"
-    for pid in _module_processes():
+    saving = _module_processes() if way == "module" else _ansible_workers()
+    assert saving, "no %s process runs the save" % way
+    for pid in saving:
         os.kill(pid, signal.SIGTERM)
     play.join(60)
-    assert open(dest, "rb").read() == before
+    assert not play.is_alive() and outcome["play"] in (("failed task",) if way == "module" else ("failed task", "stopped"))
+    assert _sha256(dest) == before
     leftovers = [name for name in os.listdir(str(tmp_path)) if name.startswith(".") and name.endswith((".tmp", ".tar"))]
     assert leftovers == []
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ansible_workers():
+    """PIDs of ansible-playbook's worker processes: children of an ansible-playbook that run it too (forked)."""
+    playbooks = {pid: parent for pid, parent, cmdline in _processes() if b"ansible-playbook" in cmdline}
+    return [pid for pid, parent in playbooks.items() if parent in playbooks]
+
+
+def _processes():
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ")
+            with open("/proc/%s/stat" % pid) as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        yield int(pid), parent, cmdline
 
 
 def _wait_for_growing_temp(folder, marker, deadline):
@@ -152,18 +195,7 @@ def _wait_for_growing_temp(folder, marker, deadline):
 
 def _module_processes():
     """PIDs of running Ansible module processes (AnsiballZ payloads) of image_save."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                cmdline = handle.read().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"AnsiballZ_image_save" in cmdline:
-            found.append(int(pid))
-    return found
+    return [pid for pid, _parent, cmdline in _processes() if b"AnsiballZ_image_save" in cmdline]
 
 
 def test_archive_info_reports_and_verifies(playbook, dockerd, docker_images, tmp_path):
