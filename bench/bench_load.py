@@ -58,7 +58,8 @@ LIMIT_MB = 100
 OUR_LOAD = """
 import gc, json, os, sys, time
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
-from ansible_collections.airgap.images.plugins.module_utils.operations import archive_sender, plan_load, run_load, verify_loaded
+from ansible_collections.airgap.images.plugins.module_utils.loading import (
+    archive_sender, plan_load, run_load, verify_loaded)
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 
 def open_fds():

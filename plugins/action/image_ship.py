@@ -18,9 +18,10 @@ from ansible.errors import AnsibleAction, AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.airgap.images.plugins.module_utils.formats.separated import file_sha256
+from ansible_collections.airgap.images.plugins.module_utils.digest import file_sha256
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     ENGINE_ARGS, SIGNATURE_ARGS, engine_argument_spec, signature_argument_spec)
+from ansible_collections.airgap.images.plugins.plugin_utils.in_worker import run_module_here, runs_here
 
 display = Display()
 
@@ -66,8 +67,11 @@ class ActionModule(ActionBase):
         return result
 
     def _module(self, name, module_args, task_vars):
-        """Run a module on the host; pipelined (one command) where ``pipelining`` asks for it and the connection can."""
+        """Run a module on the host: in this worker for a local task (``in_worker.runs_here``), else pipelined (one
+        command) where ``pipelining`` asks for it and the connection can."""
         self.calls += 1
+        if runs_here(self, task_vars):
+            return run_module_here(self, name, module_args, task_vars)
         if not self.pipelined:
             return self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
         with self._pipelining_on():

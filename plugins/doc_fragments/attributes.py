@@ -25,3 +25,14 @@ attributes:
     membership:
       - airgap.images.images
 """
+
+    IN_WORKER = r"""
+attributes:
+  action:
+    support: full
+    description: >-
+      An action plugin runs the module on the controller inside Ansible's worker process (no module payload, no new
+      Python) when the task's connection is C(local) and it asks for no C(become), C(async), C(environment), and no
+      C(ansible_python_interpreter) other than the Python running Ansible; otherwise the module runs as Ansible runs
+      any module. Both ways return the same result.
+"""

@@ -175,3 +175,18 @@ def drain(stream, sink=None):
         total += len(chunk)
         if sink is not None:
             sink.write(chunk)
+
+
+def file_sha256(path, length=None):
+    """The hex sha256 of the file at ``path``, or of its first ``length`` bytes."""
+    hasher = hashlib.sha256()
+    left = length
+    with open(path, "rb") as handle:
+        while left is None or left > 0:
+            chunk = handle.read(CHUNK_SIZE if left is None else min(CHUNK_SIZE, left))
+            if not chunk:
+                break
+            hasher.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return hasher.hexdigest()

@@ -44,18 +44,6 @@ def signature_argument_spec(spec):
     return spec
 
 
-def cryptography_needed(params):
-    """True when a signature check is asked for and the host lacks ``cryptography`` (missing_required_lib then)."""
-    from .signatures import cryptography_missing  # pylint: disable=import-outside-toplevel
-    return bool(params.get("signed_by") or params.get("sigstore_trust_root")) and cryptography_missing()
-
-
-def signature_policy(params):
-    """The signature policy the task's options ask for, or None."""
-    from .signatures import policy_from_options  # pylint: disable=import-outside-toplevel
-    return policy_from_options(params.get("signed_by"), params.get("sigstore_trust_root"), params.get("sigstore_identities"))
-
-
 def engine_argument_spec(**module_args):
     spec = dict(ENGINE_ARGS)
     spec.update(module_args)

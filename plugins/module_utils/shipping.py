@@ -25,14 +25,13 @@ import functools
 import io
 import os
 
-from .digest import sha256_digest
+from .digest import file_sha256, sha256_digest
 from .errors import ArchiveError
 from .model import Artifact, BlobRef, Image, Layer, RawDocument, held_blobs
 from .formats.oci_layout import blob_path
 from .platforms import parse_platforms
 from .reference import parse_reference
 from .formats.safetar import DirSource
-from .formats.separated import file_sha256
 
 
 def add_bundle_files(root, info, images):

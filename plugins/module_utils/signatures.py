@@ -54,6 +54,16 @@ def cryptography_missing():
     return CRYPTOGRAPHY_ERROR is not None
 
 
+def cryptography_needed(params):
+    """True when a module's options ask for a signature check and the host lacks ``cryptography`` (missing_required_lib then)."""
+    return bool(params.get("signed_by") or params.get("sigstore_trust_root")) and cryptography_missing()
+
+
+def signature_policy(params):
+    """The signature policy a module's options ask for, or None."""
+    return policy_from_options(params.get("signed_by"), params.get("sigstore_trust_root"), params.get("sigstore_identities"))
+
+
 class PublicKey:
     """A verification key: ECDSA (P-256, P-384), RSA or Ed25519, known by cosign's key id (the base64 sha256 of its
     DER SubjectPublicKeyInfo, the ``hint`` of a Sigstore bundle)."""

@@ -17,6 +17,7 @@ description:
 extends_documentation_fragment:
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
+  - airgap.images.attributes.in_worker
 options:
   path:
     description:

@@ -21,6 +21,7 @@ extends_documentation_fragment:
   - airgap.images.signatures
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
+  - airgap.images.attributes.in_worker
 options:
   src:
     description:
@@ -255,11 +256,12 @@ from ansible_collections.airgap.images.plugins.module_utils.formats.archive impo
 from ansible_collections.airgap.images.plugins.module_utils.model import absent_layers
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, cryptography_needed, describe_images, engine_argument_spec, signature_argument_spec,
-    signature_policy, store_from_params)
-from ansible_collections.airgap.images.plugins.module_utils.signatures import SignatureRefusedError, refuse_unsigned
-from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    LoadPlan, apply_load, archive_sender, images_sender, kept_digests, load_diff, plan_load)
+    Stopwatch, clean_up_on_sigterm, describe_images, engine_argument_spec, signature_argument_spec, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.signatures import (
+    SignatureRefusedError, cryptography_needed, refuse_unsigned, signature_policy)
+from ansible_collections.airgap.images.plugins.module_utils.operations import load_diff
+from ansible_collections.airgap.images.plugins.module_utils.loading import (
+    LoadPlan, apply_load, archive_sender, images_sender, kept_digests, plan_load)
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from, for_platform
 from ansible_collections.airgap.images.plugins.module_utils.reference import resolve_all

@@ -21,6 +21,7 @@ extends_documentation_fragment:
   - airgap.images.signatures
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
+  - airgap.images.attributes.in_worker
 options:
   images:
     description:
@@ -161,11 +162,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, cryptography_needed, engine_argument_spec, signature_argument_spec, signature_policy,
-    store_from_params)
-from ansible_collections.airgap.images.plugins.module_utils.signatures import SignatureRefusedError, refuse_unsigned
-from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    apply_load, images_sender, load_diff, new_layer_bytes, plan_load)
+    Stopwatch, clean_up_on_sigterm, engine_argument_spec, signature_argument_spec, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.signatures import (
+    SignatureRefusedError, cryptography_needed, refuse_unsigned, signature_policy)
+from ansible_collections.airgap.images.plugins.module_utils.operations import load_diff
+from ansible_collections.airgap.images.plugins.module_utils.loading import (
+    apply_load, images_sender, new_layer_bytes, plan_load)
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 
 

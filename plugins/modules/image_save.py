@@ -45,6 +45,7 @@ extends_documentation_fragment:
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
   - ansible.builtin.files
+  - airgap.images.attributes.in_worker
 options:
   images:
     description:

@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - airgap.images.engine
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
+  - airgap.images.attributes.in_worker
 options:
   images:
     description:

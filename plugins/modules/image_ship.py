@@ -180,12 +180,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    Stopwatch, clean_up_on_sigterm, cryptography_needed, engine_argument_spec, signature_argument_spec, signature_policy,
-    store_from_params)
-from ansible_collections.airgap.images.plugins.module_utils.operations import apply_load, images_sender, plan_load
+    Stopwatch, clean_up_on_sigterm, engine_argument_spec, signature_argument_spec, store_from_params)
+from ansible_collections.airgap.images.plugins.module_utils.loading import apply_load, images_sender, plan_load
 from ansible_collections.airgap.images.plugins.module_utils.shipping import (
     bundle_images, bundle_images_from, for_platform, is_separated)
-from ansible_collections.airgap.images.plugins.module_utils.signatures import SignatureRefusedError, refuse_unsigned
+from ansible_collections.airgap.images.plugins.module_utils.signatures import (
+    SignatureRefusedError, cryptography_needed, refuse_unsigned, signature_policy)
 
 
 def load_layers_bundle(store, bundle, staging, policy):

@@ -21,6 +21,7 @@ extends_documentation_fragment:
   - airgap.images.engine
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
+  - airgap.images.attributes.in_worker
 options:
   images:
     description:
@@ -153,7 +154,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     engine_argument_spec, store_from_params)
-from ansible_collections.airgap.images.plugins.module_utils.operations import describe_held, plan_shipping
+from ansible_collections.airgap.images.plugins.module_utils.loading import describe_held, plan_shipping
 
 
 def main():

@@ -20,6 +20,7 @@ extends_documentation_fragment:
   - airgap.images.signatures
   - airgap.images.attributes
   - airgap.images.attributes.actiongroup
+  - airgap.images.attributes.in_worker
 options:
   path:
     description: The archive file or OCI layout directory.
@@ -119,9 +120,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
-from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    cryptography_needed, signature_argument_spec, signature_policy)
-from ansible_collections.airgap.images.plugins.module_utils.signatures import SignatureError, SignatureRefusedError, refuse_unsigned
+from ansible_collections.airgap.images.plugins.module_utils.module_support import signature_argument_spec
+from ansible_collections.airgap.images.plugins.module_utils.signatures import (
+    SignatureError, SignatureRefusedError, cryptography_needed, refuse_unsigned, signature_policy)
 
 
 def main():

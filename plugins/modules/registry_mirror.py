@@ -37,6 +37,7 @@ description:
     keeps its mode), and only when its content or mode differs.
 extends_documentation_fragment:
   - airgap.images.attributes
+  - airgap.images.attributes.in_worker
 options:
   engine:
     description:

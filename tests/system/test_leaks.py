@@ -20,7 +20,7 @@ from ansible_collections.airgap.images.plugins.module_utils.formats.archive impo
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.digest import drain
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
-from ansible_collections.airgap.images.plugins.module_utils.operations import images_sender, plan_load, run_load
+from ansible_collections.airgap.images.plugins.module_utils.loading import images_sender, plan_load, run_load
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 from ansible_collections.airgap.images.tests.system.engines import seeded_bytes

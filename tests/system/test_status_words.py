@@ -102,6 +102,29 @@ def test_save_runs_in_the_worker_on_the_controller_and_as_a_module_with_another_
     assert {k: v for k, v in saves["worker"].items() if k not in drop} == {k: v for k, v in saves["module"].items() if k not in drop}
 
 
+def test_every_image_module_runs_in_the_worker_on_the_controller_with_the_result_it_gives_as_a_module(
+        playbook, docker_images_archive, tmp_path):
+    """image_load, image_archive_info and image_store_info (as image_save above): in the worker with the controller's
+    own Python, as a module with another; the same status words and the same results either way."""
+    results = {}
+    for way, python in (("worker", None), ("module", "/usr/bin/python3")):
+        oci = dict(engine="oci", engine_host=str(tmp_path / ("layout-" + way)))
+        tasks = [task("Load", "image_load", src=docker_images_archive, **oci),
+                 task("Describe the archive", "image_archive_info", path=docker_images_archive),
+                 task("Ask the store", "image_store_info", images=APPS, **oci)]
+        first = playbook.play(tasks, python=python, verbose=True)
+        printed = first.stdout + first.stderr
+        for name in ("image_load", "image_archive_info", "image_store_info"):
+            assert ("running airgap.images.%s in the worker process" % name in printed) == (way == "worker"), printed[-6000:]
+            assert bool(re.search(r"^Using module file \S*/%s\.py$" % name, printed, re.M)) == (way == "module"), printed[-6000:]
+        assert_reported(first, {"Load": "changed", "Describe the archive": "ok", "Ask the store": "ok"})
+        assert_reported(playbook.play(tasks[:1], python=python), {"Load": "ok"})
+        results[way] = first.results
+    drop = ("duration_s", "throughput_mb_s", "invocation", "msg")
+    for worker, module in zip(results["worker"], results["module"]):
+        assert {k: v for k, v in worker.items() if k not in drop} == {k: v for k, v in module.items() if k not in drop}
+
+
 def test_docker_load_and_save_print_changed_then_ok(playbook, dockerd, dockerd_factory, docker_images, docker_images_archive, tmp_path):
     target = dockerd_factory()
     tasks = [

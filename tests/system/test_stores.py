@@ -9,11 +9,14 @@ import os
 
 import pytest
 
+from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
-from ansible_collections.airgap.images.plugins.module_utils.errors import StoreError
+from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, StoreError
+from ansible_collections.airgap.images.plugins.module_utils.loading import plan_load, verify_loaded
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
-from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
+from ansible_collections.airgap.images.plugins.module_utils.stores.store import ContainerdImageStore, OCIStore, open_store
 from ansible_collections.airgap.images.tests.system.faults import FaultProxy
+from ansible_collections.airgap.images.tests.system.matrix import generation_params
 
 APPS = ("airgap-test/app-a:1", "airgap-test/app-b:1")
 
@@ -65,6 +68,52 @@ def test_images_survive_every_hop(dockerd, dockerd_factory, registry, containerd
         assert found.id == docker_images[name].id
         assert found.diff_ids == docker_images[name].diff_ids
         assert found.repo_tags == [name]
+
+
+class CountingContainerdStore(ContainerdImageStore):
+    """The real store, counting its ``ctr`` runs."""
+
+    def __init__(self, *args, **kwargs):
+        ContainerdImageStore.__init__(self, *args, **kwargs)
+        self.ctr_runs = []
+
+    def run(self, *args, **kwargs):
+        self.ctr_runs.append(args[:2])
+        return ContainerdImageStore.run(self, *args, **kwargs)
+
+
+@pytest.mark.parametrize("generation", generation_params("containerd"))
+def test_containerd_finds_images_by_manifest_digest_in_two_ctr_runs(generation, engines, tmp_path):
+    """Planning a load of images containerd holds reads no manifest: a name pointing at the manifest digest and the
+    manifest and config in the content store are enough. An image whose config blob is gone is not taken as present:
+    reading the images then says which blob is missing."""
+    if generation.missing:
+        pytest.skip("%s cannot run here: %s" % (generation.name, generation.missing))
+    daemon = engines.containerd(generation=generation)
+    base = layer_from_bytes(layer_tar({"base/data": b"base" * 1000}), "base")
+    made = {name: build_image([base, layer_from_bytes(layer_tar({name + "/data": name.encode() * 1000}), name)],
+                              [parse_reference("site/%s:1" % name)]) for name in ("app-a", "app-b", "app-c", "app-d")}
+    layout = OCIStore(str(tmp_path / "layout"))
+    layout.import_images(list(made.values()))
+    images = layout.images()
+    assert all(image.manifest is not None for image in images)
+    archive = str(tmp_path / "apps.tar")
+    save_archive(images, archive)
+    ContainerdImageStore(daemon.address, ctr=daemon.ctr_path).load(archive)
+
+    store = CountingContainerdStore(daemon.address, ctr=daemon.ctr_path)
+    plan = plan_load(store, images)
+    assert not plan.changed and len(plan.present) == 4
+    assert store.ctr_runs == [("images", "ls"), ("content", "ls")]
+    verify_loaded(store, images)  # the same answers, no more ctr runs
+    assert len(store.ctr_runs) == 2
+
+    app_a = next(image for image in images if "site/app-a:1" in image.repo_tags)
+    daemon.ctr("content", "rm", app_a.id)
+    store = CountingContainerdStore(daemon.address, ctr=daemon.ctr_path)
+    with pytest.raises(ArchiveError, match="config blob %s is missing" % app_a.id):
+        plan_load(store, images)
+    assert ("content", "get") in store.ctr_runs  # the images were read, app-a's manifest included
 
 
 def test_thin_archive_loads_where_the_base_is_present(dockerd, dockerd_factory, containerd_factory, podman_factory,

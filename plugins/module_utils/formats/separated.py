@@ -13,7 +13,6 @@ fields and, under ``airgap``, what isula-build lacks.
 """
 
 import contextlib
-import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .archive import minimum_archive_size, open_archive, save_archive
 from ..atomic import NoSpaceError, atomic_file, check_free_space, no_space_error
 from ..compression import NONE
-from ..digest import CHUNK_SIZE
+from ..digest import file_sha256
 from ..errors import ArchiveError, ImageError, ImageNotFoundError
 from ..reference import parse_image_selector, parse_reference, resolve_selector
 from .safetar import MAX_JSON_SIZE
@@ -157,21 +156,6 @@ def manifest_for(entries, base, lib, compression):
             },
         }
     return manifest
-
-
-def file_sha256(path, length=None):
-    """The hex sha256 of the file at ``path``, or of its first ``length`` bytes."""
-    hasher = hashlib.sha256()
-    left = length
-    with open(path, "rb") as handle:
-        while left is None or left > 0:
-            chunk = handle.read(CHUNK_SIZE if left is None else min(CHUNK_SIZE, left))
-            if not chunk:
-                break
-            hasher.update(chunk)
-            if left is not None:
-                left -= len(chunk)
-    return hasher.hexdigest()
 
 
 def read_manifest(dest):

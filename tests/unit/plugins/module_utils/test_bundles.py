@@ -12,7 +12,8 @@ from ansible_collections.airgap.images.plugins.module_utils import bundles
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.errors import StoreError
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
-from ansible_collections.airgap.images.plugins.module_utils.operations import after_lines, find_wanted, run_save, save_reason
+from ansible_collections.airgap.images.plugins.module_utils.operations import (
+    after_lines, find_wanted, run_save, save_reason)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import OCIStore
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images

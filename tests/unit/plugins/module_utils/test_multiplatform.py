@@ -23,7 +23,8 @@ from ansible_collections.airgap.images.plugins.module_utils.formats.oci_layout i
 from ansible_collections.airgap.images.plugins.module_utils.model import (MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX,
                                                                           MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP,
                                                                           MEDIA_OCI_MANIFEST)
-from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info, plan_shipping
+from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info
+from ansible_collections.airgap.images.plugins.module_utils.loading import plan_shipping
 from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from, for_platform
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import OCIStore
 from ansible_collections.airgap.images.plugins.module_utils.platforms import host_platform, parse_platform

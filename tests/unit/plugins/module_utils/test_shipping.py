@@ -14,8 +14,9 @@ from ansible_collections.airgap.images.plugins.module_utils.build import build_i
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
-from ansible_collections.airgap.images.plugins.module_utils.operations import (
-    archive_info, describe_held, images_sender, layout_compression, plan_load, plan_shipping, run_load, verify_loaded)
+from ansible_collections.airgap.images.plugins.module_utils.operations import archive_info, layout_compression
+from ansible_collections.airgap.images.plugins.module_utils.loading import (
+    describe_held, images_sender, plan_load, plan_shipping, run_load, verify_loaded)
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.shipping import bundle_images_from
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import OCIStore
