@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) airgap.images contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What image_save, image_load and image_archive_info do, without Ansible: plan, then act.
+"""What image_save and image_archive_info do, without Ansible: plan, then act (loading is in loading.py).
 
 Each ``plan_*`` reads only metadata (the head of an archive, the store's
 inspect answers) and says what would change and why; ``run_*`` does it. Check
@@ -244,7 +244,7 @@ def default_suffix(archive_format, compression):
     return "" if archive_format == OCI_DIR else ".tar" + SUFFIXES[compression]
 
 
-# Loading ---------------------------------------------------------------------------------------------------
+# Loading (the plan and the load are in loading.py) ---------------------------------------------------------
 
 def load_diff(images, plan):
     """Diff mode's before and after: the images present before the load, and all of them after."""
