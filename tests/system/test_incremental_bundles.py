@@ -60,8 +60,9 @@ def test_a_bundle_from_docker_grows_by_the_new_image_and_prune_drops_the_old(pla
 def test_a_bundle_from_a_registry_fetches_only_the_missing_blobs(playbook, registry, dockerd, docker_images, tmp_path):
     names = {name: "incremental/%s" % name.split("/", 1)[1] for name in (APP_A, APP_B)}
     with open_store("docker", dockerd.host).open_images(list(names), str(tmp_path)) as images:
+        by_tag = {tag: image for image in images for tag in image.repo_tags}  # an export's order is Docker's
         open_store("registry", registry.host, insecure_http=True).push(
-            [image.with_references([parse_reference(names[tag])]) for image, tag in zip(images, names)])
+            [by_tag[tag].with_references([parse_reference(names[tag])]) for tag in names])
     proxy = FaultProxy(int(registry.host.split(":")[1]))
     try:
         dest = str(tmp_path / "bundle")
