@@ -5,6 +5,7 @@
 
 import hashlib
 import io
+import os
 import re
 
 from .errors import ArchiveError, DigestMismatchError
@@ -190,3 +191,34 @@ def file_sha256(path, length=None):
             if left is not None:
                 left -= len(chunk)
     return hasher.hexdigest()
+
+
+HASH_ATTRIBUTE = "user.airgap-images.sha256"
+
+
+def remembered_file_sha256(path):
+    """``file_sha256(path)``, remembered on the file where its filesystem keeps extended attributes: the hash with
+    the size and modification time it is of, so a file unchanged since is not read again (a changed one is)."""
+    stamp = _stamp(path)
+    try:
+        digest, seen = os.getxattr(path, HASH_ATTRIBUTE).decode("ascii").split(" ", 1)
+        if seen == stamp:
+            return digest
+    except (OSError, ValueError, AttributeError):  # no attribute, no xattr support, not Linux
+        pass
+    digest = file_sha256(path)
+    remember_file_sha256(path, digest, stamp)
+    return digest
+
+
+def remember_file_sha256(path, digest, stamp=None):
+    """Record that ``path`` (as it is now, or as it was at ``stamp``) hashes to ``digest`` (hex); best effort."""
+    try:
+        os.setxattr(path, HASH_ATTRIBUTE, ("%s %s" % (digest, stamp or _stamp(path))).encode("ascii"))
+    except (OSError, AttributeError):
+        pass
+
+
+def _stamp(path):
+    status = os.stat(path)
+    return "%d %d" % (status.st_size, status.st_mtime_ns)

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .archive import minimum_archive_size, open_archive, save_archive
 from ..atomic import NoSpaceError, atomic_file, check_free_space, no_space_error
 from ..compression import NONE
-from ..digest import file_sha256
+from ..digest import file_sha256, remember_file_sha256, remembered_file_sha256
 from ..errors import ArchiveError, ImageError, ImageNotFoundError
 from ..reference import parse_image_selector, parse_reference, resolve_selector
 from .safetar import MAX_JSON_SIZE
@@ -178,7 +178,8 @@ def read_manifest(dest):
 
 
 def unchanged_reason(dest, parts, entries, base, lib, compression):
-    """None when ``dest/manifest`` describes exactly these images and every file still hashes to its sum; else why not."""
+    """None when ``dest/manifest`` describes exactly these images and every file still hashes to its sum; else why not.
+    A file's hash is remembered on it (``remembered_file_sha256``), so a re-run reads a part only when it changed."""
     current = read_manifest(dest)
     if current is None:
         return "%s has no manifest" % dest
@@ -199,7 +200,7 @@ def unchanged_reason(dest, parts, entries, base, lib, compression):
     for part in parts:
         path = os.path.join(dest, part.name)
         recorded = _recorded_hash(current, part)
-        if not os.path.isfile(path) or file_sha256(path) != recorded:
+        if not os.path.isfile(path) or remembered_file_sha256(path) != recorded:
             return "%s is missing or does not match its recorded sha256" % part.name
         part.sha256, part.size, part.reused = recorded, os.path.getsize(path), True
     return None
@@ -237,8 +238,10 @@ def write(dest, parts, entries, base, lib, compression, level=None):
         if isinstance(err, NoSpaceError):
             raise no_space_error(dest, needed) from None  # name dest, not a part's temporary name
         raise
-    for name, path in pending.items():  # every part is whole: now they replace the old ones, the manifest last
-        os.replace(path, os.path.join(dest, name))
+    for part in parts:  # every part is whole: now they replace the old ones, the manifest last
+        final = os.path.join(dest, part.name)
+        os.replace(pending[part.name], final)
+        remember_file_sha256(final, part.sha256)
     manifest = manifest_for(entries, base, lib, compression)
     with atomic_file(os.path.join(dest, MANIFEST)) as out:
         out.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8") + b"\n")

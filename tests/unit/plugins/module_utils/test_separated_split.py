@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from ansible_collections.airgap.images.plugins.module_utils import digest
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
@@ -71,6 +72,30 @@ def test_plan_shares_base_and_lib_named_after_the_first_app_and_renames(tmp_path
         assert [layer_.available for layer_ in lib_tar.images[0].layers] == [False, True]
     assert separated.unchanged_reason(str(tmp_path), parts, entries, base, lib, "gzip") is None
     assert "compression differs" in separated.unchanged_reason(str(tmp_path), parts, entries, base, lib, "zstd")
+
+
+def test_a_rerun_reads_no_part_it_wrote_and_rereads_one_that_changed(tmp_path, monkeypatch):
+    base, app = image(["os"], "base:1"), image(["os", "app-a"], "app-a:1")
+    parts, entries = separated.plan([app], base, None, "none", None)
+    separated.write(str(tmp_path), parts, entries, base, None, "none")
+    app_part = str(tmp_path / parts[-1].name)
+    assert os.getxattr(app_part, digest.HASH_ATTRIBUTE).decode().split(" ")[0] == parts[-1].sha256
+    hashed = []
+    real_hash = digest.file_sha256
+    monkeypatch.setattr(digest, "file_sha256", lambda path, length=None: hashed.append(path) or real_hash(path, length))
+    assert separated.unchanged_reason(str(tmp_path), parts, entries, base, None, "none") is None
+    assert hashed == []
+    with open(app_part, "r+b") as handle:  # same size, other bytes: the modification time moves on
+        handle.seek(-1, os.SEEK_END)
+        handle.write(b"x")
+    assert "does not match its recorded sha256" in separated.unchanged_reason(str(tmp_path), parts, entries, base, None, "none")
+    assert hashed == [app_part]
+    os.removexattr(str(tmp_path / parts[0].name), digest.HASH_ATTRIBUTE)
+    hashed.clear()
+    parts, entries = separated.plan([app], base, None, "none", None)
+    separated.unchanged_reason(str(tmp_path), parts, entries, base, None, "none")
+    assert hashed == [str(tmp_path / parts[0].name)]  # no remembered hash: read, then remembered
+    assert os.getxattr(str(tmp_path / parts[0].name), digest.HASH_ATTRIBUTE).decode().split(" ")[0] == parts[0].sha256
 
 
 @pytest.mark.parametrize("rename", [[{"name": "x", "rename": "../escape"}], [{"name": "x", "rename": "a/b"}], [{"name": "x"}]])
