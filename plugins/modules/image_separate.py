@@ -23,9 +23,10 @@ description:
     C(base), C(baseHash), C(baseImageName), C(baseLayer) — a string when the base has one layer, a list otherwise) and, under
     C(airgap), the image IDs, DiffIDs, compression and sizes.
   - Idempotent. When C(manifest) already describes exactly these images and every file hashes to its recorded sum,
-    nothing is read from the source and the task reports C(ok). A tarball's hash is remembered on the file (the extended
-    attribute C(user.airgap-images.sha256), with the size and modification time it is of, where the filesystem keeps
-    extended attributes), so a re-run reads only the tarballs that changed since they were written or last hashed. Tarballs are written under temporary names and renamed
+    nothing is read from the source and the task reports C(ok). A tarball's hash is remembered on the file (the
+    extended attribute C(user.airgap-images.sha256), with the size and modification time it is of, where the
+    filesystem keeps extended attributes), so a re-run reads only the tarballs that changed since they were written or
+    last hashed. Tarballs are written under temporary names and renamed
     when all are complete, the manifest last, so a failure leaves O(dest) as it was.
   - Safe to run twice at once. Tasks writing the same O(dest) take turns on a lock file C(.<dest name>.lock) beside
     O(dest) (kept between runs), held from the check to the last write; the second finds the first's tarballs and
