@@ -99,11 +99,12 @@ def measure(label, tool, command, image_bytes, output=None, env=None):
     done = subprocess.run([GNU_TIME, "-f", "%M"] + command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     elapsed = time.time() - started
     if done.returncode != 0:
-        raise SystemExit("%s (%s) failed: %s" % (label, tool, (done.stderr or done.stdout).decode()[-2000:]))
+        raise SystemExit("%s (%s) failed: %s" % (label, tool, (done.stdout + done.stderr).decode()[-3000:]))
     peak_kb = int(done.stderr.decode().strip().splitlines()[-1])
     size = os.path.getsize(output) if output and os.path.exists(output) else None
     return {"operation": label, "tool": tool, "seconds": elapsed, "mb_s": image_bytes / elapsed / 1e6,
-            "output_bytes": size, "peak_rss_mb": peak_kb / 1024.0, "note": done.stdout.decode().strip()[-40:]}
+            "output_bytes": size, "peak_rss_mb": peak_kb / 1024.0, "note": done.stdout.decode().strip()[-40:],
+            "stdout_tail": done.stdout.decode()[-2000:]}
 
 
 def print_table(rows, image_bytes):
