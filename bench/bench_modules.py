@@ -193,8 +193,9 @@ def bench_save_load(runner, store, host, native_save, native_load, empty, peer=N
 
     ours = output_path(work, store, "ours.tar")
     our_save = {"airgap.images.image_save": dict(engine(), images=list(APPS), dest=ours)}
-    command, env = native_save(output_path(work, store, "native.tar"))
-    runner.command(store, "save", native_save.tool, command, env, os.path.join(work, "%s-native.tar" % store))
+    native = output_path(work, store, "native.tar")
+    command, env = native_save(native)
+    runner.command(store, "save", native_save.tool, command, env, native)
     runner.task(store, "save", "image_save", our_save, ours)
     runner.task(store, "save, re-run", "image_save", our_save, ours)
     if peer:
