@@ -73,7 +73,7 @@ store = open_store(engine, host, insecure_http=True)
 with open_archive(path) as archive:
     plan = plan_load(store, archive.images)
     marks.append(time.time())
-    loaded, _tagged = run_load(store, plan, archive_sender(store, path, archive.images))
+    loaded, _tagged = run_load(store, plan, archive_sender(store, archive))
     marks.append(time.time())
     verify_loaded(store, archive.images)
     marks.append(time.time())

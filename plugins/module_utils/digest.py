@@ -6,7 +6,9 @@
 import hashlib
 import io
 import os
+import queue
 import re
+import threading
 
 from .errors import ArchiveError, DigestMismatchError
 
@@ -111,6 +113,41 @@ class HashingWriter:
     def digest(self):
         return "%s:%s" % (self.algorithm, self.hasher.hexdigest())
 
+    def close(self):
+        pass
+
+
+class BackgroundHashingWriter(HashingWriter):
+    """A HashingWriter that hashes in a thread of its own while the caller goes on writing (hashlib releases the GIL),
+    for large outputs; ``digest`` waits for the hashing to catch up."""
+
+    def __init__(self, sink, algorithm="sha256"):
+        super().__init__(sink, algorithm)
+        self._pending = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._hash, daemon=True)
+        self._thread.start()
+
+    def _hash(self):
+        for data in iter(self._pending.get, None):
+            self.hasher.update(data)
+
+    def write(self, data):
+        data = bytes(data)
+        self._sink.write(data)
+        self._pending.put(data)
+        self.count += len(data)
+        return len(data)
+
+    def close(self):
+        if self._thread.is_alive():
+            self._pending.put(None)
+            self._thread.join()
+
+    @property
+    def digest(self):
+        self.close()
+        return "%s:%s" % (self.algorithm, self.hasher.hexdigest())
+
 
 class VerifyingReader(ReadStream):
     """Hashes a stream and, when it ends, checks its digest (and size, if known).
@@ -164,6 +201,92 @@ class VerifyingReader(ReadStream):
         if not self.closed:
             self._reader.close()
         super().close()
+
+
+class Region:
+    """``size`` bytes at ``offset`` of a file that must hash to ``digest`` (``what`` names them in an error)."""
+
+    __slots__ = ("offset", "size", "digest", "what")
+
+    def __init__(self, offset, size, digest, what):
+        self.offset, self.size, self.digest, self.what = offset, size, digest, what
+
+
+def verified_file_chunks(path, size, regions):
+    """The first ``size`` bytes of the file at ``path`` as chunks, each of the (disjoint) ``regions`` checked as they
+    pass: the chunk that completes a region goes out only when the region's digest is right, so a consumer that
+    relays the chunks never sends the whole of a corrupt region. A reader thread reads and hashes ahead (hashlib and
+    file reads release the GIL) while the consumer sends."""
+    chunks = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for chunk in _checked_chunks(path, size, sorted(regions, key=lambda region: region.offset)):
+                while not stop.is_set():
+                    try:
+                        chunks.put(chunk, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            chunks.put(None)
+        except Exception as err:  # pylint: disable=broad-except
+            chunks.put(err)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = chunks.get()
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _checked_chunks(path, size, regions):
+    for region in regions:
+        if region.size == 0:
+            _check_region(region, new_hasher(region.digest))
+    position, pending = 0, [region for region in regions if region.size]
+    hashers = []  # [region, hasher, bytes hashed] of the regions the current chunk touches
+    with open(path, "rb") as handle:
+        while position < size:
+            chunk = handle.read(min(CHUNK_SIZE, size - position))
+            if not chunk:
+                raise ArchiveError("%s: the file ended at byte %d of %d while it was being sent (truncated meanwhile?)"
+                                   % (path, position, size))
+            end = position + len(chunk)
+            while pending and pending[0].offset < end:
+                hashers.append([pending.pop(0), None, 0])
+            for entry in hashers:
+                region = entry[0]
+                if entry[1] is None:
+                    entry[1] = new_hasher(region.digest)
+                start = max(region.offset, position) - position
+                stop = min(region.offset + region.size, end) - position
+                entry[1].update(memoryview(chunk)[start:stop])
+                entry[2] += stop - start
+            for entry in [entry for entry in hashers if entry[2] == entry[0].size]:
+                _check_region(entry[0], entry[1])
+                hashers.remove(entry)
+            position = end
+            yield chunk
+    for region in [entry[0] for entry in hashers] + pending:
+        raise ArchiveError("%s: %s lies beyond the %d bytes sent" % (path, region.what, size))
+
+
+def _check_region(region, hasher):
+    actual = "%s:%s" % (region.digest.split(":", 1)[0], hasher.hexdigest())
+    if actual != region.digest:
+        raise DigestMismatchError("%s: digest mismatch: expected %s, got %s (corrupt or tampered content)"
+                                  % (region.what, region.digest, actual))
 
 
 def drain(stream, sink=None):

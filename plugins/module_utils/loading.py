@@ -4,8 +4,6 @@
 """Loading images into a store: what it lacks (``plan_load``, ``plan_shipping``), sending it, and checking that it
 holds them afterwards. Light on imports: image_store_info runs this on every host of a rollout."""
 
-import os
-
 from .errors import ArchiveError, ImageError, ImageNotFoundError
 from .model import absent_layers
 from . import shipping
@@ -98,16 +96,19 @@ def apply_load(store, images, plan, send, check_mode):
     return [image.id for image in loaded], tagged
 
 
-def archive_sender(store, archive_path, all_images):
+def archive_sender(store, archive):
     """Load from an open archive. containerd takes the file (``ctr`` imports files only: the whole file as it is, or
-    an archive of the wanted images written beside it); every other store gets the open archive's images streamed
-    through the verifying writer, the layers the archive lacks left to the store."""
+    an archive of the wanted images written beside it); Docker and Podman the archive's own bytes when they read them
+    as they are (``load_archive``); every other store gets the archive's images streamed through the verifying
+    writer, the layers the archive lacks left to the store."""
     send_images = images_sender(store)
 
     def send(images):
-        if getattr(store, "imports_files", False) and not os.path.isdir(archive_path):
-            whole = len(images) == len(all_images) and not any(image.referrers for image in all_images)  # ctr would list them as images
-            store.load(archive_path, images=None if whole else [image.id for image in images])
+        if getattr(store, "imports_files", False) and not archive.directory:
+            whole = len(images) == len(archive.images) and not any(image.referrers for image in archive.images)  # ctr would list them as images
+            store.load(archive.path, images=None if whole else [image.id for image in images])
+        elif hasattr(store, "load_archive"):
+            store.load_archive(archive, images)
         else:
             send_images(images)
     return send

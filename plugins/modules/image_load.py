@@ -13,6 +13,10 @@ description:
   - Images present with all their tags are left alone; an image present under other tags is only tagged; the rest is
     streamed into the target. Afterwards every image is looked up again and must be there with all its tags.
   - When the archive holds images that are already present, only the others are sent.
+  - Docker and Podman get a plain docker-archive that is wholly to be loaded as the file's own bytes, every file they
+    read from it (C(manifest.json), configs, layers, blobs) checked against its digest as it passes; anything else is
+    rewritten as it streams (a subset of the images, a thin load, zstd layers for Docker before 23, another flavour).
+    A corrupt file fails the task naming it, and the engine receives a body cut short before it, so it loads nothing.
   - A thin archive (one that leaves out layers, see M(airgap.images.image_save)) loads where the target already has
     those layers; elsewhere the task fails before sending anything.
   - Errors the engine streams back during the load are reported verbatim.
@@ -276,7 +280,7 @@ def open_source(params):
     if params["src"]:
         with open_archive(params["src"], params["platform"]) as archive:
             selected = archive.select(params["images"]) if params["images"] else archive.images  # names artifacts
-            yield selected, lambda store: archive_sender(store, params["src"], archive.images)
+            yield selected, lambda store: archive_sender(store, archive)
         return
     options = params["separated"]
     with separated.open_app(options["dir"], options["app"], options["base"], options["lib"], options["verify"]) as image:

@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 
+from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.archive_helpers import sample_images
 from ansible_collections.airgap.images.tests.unit.plugins.module_utils.test_hostile_archives import (
     entry, manifest_of, our_archive, replaced, tar_of, tree, with_manifest)
@@ -36,7 +37,10 @@ def diffid_mismatch(folder, members):
     data = dict((info.name, data) for info, data in members)[layer]
     where = data.index(b"a" * 1000) + 500
     tampered = data[:where] + b"b" + data[where + 1:]
-    return write(folder, "tampered.tar", tar_of(replaced(members, layer, tampered))), layer.split("/")[-1]
+    path = write(folder, "tampered.tar", tar_of(replaced(members, layer, tampered)))
+    with open_archive(path) as archive:
+        assert archive.as_is_regions(archive.images), "the engine is sent this archive as it is, checked on the way"
+    return path, layer.split("/")[-1]
 
 
 def truncated_gzip(folder, members):

@@ -161,6 +161,9 @@ def test_save_then_unchanged_resave(playbook, engines, generation, bundle, docke
 
 def test_load_check_mode_then_unchanged_reload(playbook, engines, generation, bundle, docker_images):
     target = fresh(engines, generation)
+    if generation.kind in ("docker", "podman"):
+        with open_archive(bundle["all"]) as archive:
+            assert archive.as_is_regions(archive.images), "Docker and Podman are sent this file's own bytes"
     args = dict(src=bundle["all"], **target.options())
     predicted, word = run_task(playbook, "load (check)", "airgap.images.image_load", args, target, check=True)
     assert word == "changed" and len(predicted["loaded"]) == 4 and target.tags() == {}
@@ -187,6 +190,36 @@ def test_tag_only_repair(playbook, engines, generation, bundle):
     assert held[APP_A] == held["airgap-test/app-a:moved"]
     again, word = run_task(playbook, "repair again", "airgap.images.image_load", args, target)
     assert word == "ok" and not again["changed"]
+
+
+@pytest.fixture(scope="module")
+def docker_saved(dockerd, docker_images, tmp_path_factory):  # pylint: disable=unused-argument
+    """``docker save`` of the four test images by the session's dockerd (Docker 20.10: ``<id>/layer.tar``)."""
+    path = str(tmp_path_factory.mktemp("matrix-docker-save") / "saved.tar")
+    dockerd.cli("save", "-o", path, BASE, LIB, *APPS)
+    return path
+
+
+def test_a_docker_save_loads_then_reloads_unchanged(playbook, engines, generation, docker_saved, docker_images):
+    """Classic Docker is sent the file as it is; Podman (familiar tags) and Docker's containerd store (no manifests:
+    it would make its own) our archive of it, and the latter then knows each image by the manifest we made."""
+    if generation.kind not in ("docker", "podman"):
+        pytest.skip("only Docker and Podman are sent archives as they are (ctr imports the file; the rest get blobs)")
+    classic = generation.kind == "docker" and generation.store is None
+    with open_archive(docker_saved) as archive:
+        regions = archive.as_is_regions(archive.images, with_manifests=generation.store is not None,
+                                        qualified_tags=generation.kind == "podman")
+        assert (regions is not None) == classic
+    target = fresh(engines, generation)
+    args = dict(src=docker_saved, **target.options())
+    loaded, word = run_task(playbook, "load", "airgap.images.image_load", args, target)
+    assert word == "changed" and len(loaded["loaded"]) == 4
+    held = target.tags()
+    assert set(held) == {BASE, LIB} | set(APPS), held
+    if classic:
+        assert all(held[name] == docker_images[name].id for name in held)
+    again, word = run_task(playbook, "load again", "airgap.images.image_load", args, target)
+    assert word == "ok" and not again["changed"] and len(again["present"]) == 4
 
 
 def test_thin_load_completes_from_held_layers(playbook, engines, generation, bundle, docker_images):

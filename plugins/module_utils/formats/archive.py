@@ -13,10 +13,11 @@ import os
 
 from ..atomic import atomic_file, check_free_space
 
-from ..digest import HashingWriter
+from ..digest import BackgroundHashingWriter
 from ..compression import GZIP, NONE, ZSTD, compressor_name, open_compressing_writer
-from .docker_archive import read_docker_archive, write_docker_archive
+from .docker_archive import as_is_regions, qualified_repo_tags, read_docker_archive, write_docker_archive
 from ..errors import ArchiveError, ImageError
+from ..model import absent_layers
 from .oci_layout import read_layout, write_oci_archive
 from ..platforms import parse_platforms
 from ..reference import resolve_all
@@ -39,6 +40,7 @@ class Archive:
 
     def __init__(self, path, platform=None, head_only=False):
         self.path = path
+        self.platform = platform
         self.source = open_source(path)
         try:
             self.format, self.images, self.artifacts = _read(self.source, platform, head_only)
@@ -61,6 +63,24 @@ class Archive:
     def __exit__(self, *exc):
         self.close()
 
+    def as_is_regions(self, images, with_manifests=False, qualified_tags=False):
+        """The ``Region``s to check when ``images`` go to an engine as this archive's own bytes, or None when they
+        cannot: a compressed or directory archive, an OCI archive, a platform selection, a subset of the images, a thin
+        archive, an ``index.json`` that lists more than these images; with ``with_manifests`` (an engine that keys
+        images on the manifest digest) an image without its manifest (the engine would make one of its own); with
+        ``qualified_tags`` (podman, which reads ``busybox:1`` as ``localhost/busybox:1``) a tag without its registry."""
+        if self.directory or self.compression != NONE or not self.format.startswith(DOCKER_ARCHIVE) or self.platform:
+            return None
+        if {image.id for image in images} != {image.id for image in self.images} or absent_layers(images):
+            return None
+        if self.format != DOCKER_ARCHIVE and not _index_lists_only(self.source, images):
+            return None
+        if with_manifests and any(image.manifest is None for image in self.images):
+            return None
+        if qualified_tags and not qualified_repo_tags(self.source):
+            return None
+        return as_is_regions(self.source, images)
+
     def summary(self):
         return {
             "path": self.path,
@@ -78,6 +98,12 @@ def open_archive(path, platform=None, head_only=False):
     our writer puts it all before the first layer.
     """
     return Archive(path, platform, head_only)
+
+
+def _index_lists_only(source, images):
+    listed = source.read_json("index.json").get("manifests") or []
+    known = {image.digest for image in images}
+    return all(isinstance(entry, dict) and entry.get("digest") in known for entry in listed)
 
 
 def _read(source, platform, head_only=False):  # pylint: disable=unused-argument
@@ -167,13 +193,16 @@ def save_archive(images, dest, archive_format=DOCKER_ARCHIVE, compression=NONE, 
     needed = minimum_archive_size(images, omit_layers) if compression == NONE else None
     check_free_space(dest, needed)
     with atomic_file(dest, expected_size=needed) as out:
-        hashing = HashingWriter(out)
-        writer = open_compressing_writer(hashing, compression, level)
-        if archive_format == DOCKER_ARCHIVE:
-            write_docker_archive(images, writer, omit_layers)
-        else:
-            write_oci_archive(images, writer, omit_layers)
-        writer.close()
+        hashing = BackgroundHashingWriter(out)
+        try:
+            writer = open_compressing_writer(hashing, compression, level)
+            if archive_format == DOCKER_ARCHIVE:
+                write_docker_archive(images, writer, omit_layers)
+            else:
+                write_oci_archive(images, writer, omit_layers)
+            writer.close()
+        finally:
+            hashing.close()
     return SaveResult(dest, hashing.count, hashing.digest, compressor_name(compression))
 
 

@@ -12,6 +12,7 @@ a reader learns everything but the layer bytes from its first blocks.
 """
 
 from ..compression import NONE, detect
+from ..digest import Region, sha256_digest
 from ..errors import ArchiveError, InvalidReferenceError
 from ..model import MEDIA_DOCKER_LAYER, MEDIA_OCI_LAYER, Image, Layer, parse_config
 from .oci_layout import WritePlan, blob_path, canonical_json, digest_of_path, write_layers, write_layout_head
@@ -99,6 +100,42 @@ def _layer(source, path, diff_id, layer_source, what):
     blob_size = source.size(path) if blob_digest and on_disk else None
     return Layer(diff_id, lambda: source.open(path), size=size, blob_digest=blob_digest, blob_size=blob_size,
                  available=lambda: source.exists(path), what=what)
+
+
+def as_is_regions(source, images):
+    """Where the files an engine's ``docker load`` reads from this archive lie in it, with the digests they must have
+    (``Region``s), so that the archive can be sent as it is and still be checked on the way: ``manifest.json`` (and
+    ``index.json``) as read now, each image's config and each layer as ``images`` (read from this archive) know them,
+    every ``blobs/<algorithm>/<hex>`` by its name. None when a file would need two digests."""
+    by_id = {image.id: image for image in images}
+    if any(layer.blob_digest is None and layer.size is None for image in images for layer in image.layers):
+        return None  # a layer whose stored form is unknown (a compressed layer.tar) has no digest to check as it is
+    wanted = {name: (sha256_digest(source.read_bytes(name)), "%s: %s" % (source.label, name))
+              for name in ("manifest.json", "index.json") if source.exists(name)}
+    for item in source.read_json("manifest.json"):
+        image = by_id.get(sha256_digest(source.read_bytes(item["Config"])))
+        if image is None:
+            return None
+        wanted[item["Config"]] = (image.id, "%s config" % image.what)
+        wanted.update((path, (layer.stored_digest, layer.what)) for path, layer in zip(item["Layers"], image.layers))
+    for name in source.names():
+        digest = digest_of_path(name)
+        if digest and name not in wanted:
+            wanted[name] = (digest, "%s: %s" % (source.label, name))
+    regions = {}
+    for name, (digest, what) in wanted.items():
+        member = source.resolve(name)
+        known = regions.get(member.offset)
+        if known is not None and known.digest != digest:
+            return None
+        regions[member.offset] = Region(member.offset, member.size, digest, what)
+    return list(regions.values())
+
+
+def qualified_repo_tags(source):
+    """Whether every tag ``manifest.json`` gives names its registry (``docker.io/library/busybox:1``), as ours do."""
+    return all(tag == str(parse_reference(tag)) for item in source.read_json("manifest.json")
+               for tag in item.get("RepoTags") or [])
 
 
 def _is_uncompressed(source, path):

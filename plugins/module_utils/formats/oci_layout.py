@@ -557,6 +557,12 @@ def stored_layer(layer, made):
     return StoredLayer(layer, layer.diff_id, layer.measured_size(), MEDIA_OCI_LAYER, layer.open)
 
 
+def made_manifest(image):
+    """The OCI manifest a writer makes for ``image``, which came without one: its layers uncompressed under their
+    DiffIDs. An engine that keys images on manifest digests knows the image, once loaded from our archive, by its."""
+    return RawDocument(build_manifest(image, [stored_layer(layer, True).descriptor() for layer in image.layers]), MEDIA_OCI_MANIFEST)
+
+
 class WritePlan:
     """What a writer stores for ``images``: each layer blob once, each image's manifest (kept, or made) and index.
 
@@ -582,8 +588,7 @@ class WritePlan:
                 if key not in self.layers:
                     self.layers[key] = stored_layer(layer, made)
                 stored.append(self.layers[key])
-            self.manifests.append(RawDocument(build_manifest(image, [s.descriptor() for s in stored]), MEDIA_OCI_MANIFEST)
-                                  if made else image.manifest)
+            self.manifests.append(made_manifest(image) if made else image.manifest)
             self.stored.append(stored)
         self.omitted = {key for key, s in self.layers.items() if s.diff_id in omit or s.digest in omit}
         self.referrers = list({artifact_key(artifact): artifact for image in self.images for artifact in image.referrers

@@ -199,6 +199,11 @@ class TarSource(_Source):
         if self.compression == NONE:
             self._scan_to(None)
 
+    @property
+    def file_size(self):
+        """The size of the (uncompressed) tar file as it was opened."""
+        return self._file_size
+
     def _open_decompressed(self):
         return DecompressingReader(open(self.path, "rb"), self.compression, self.path)
 

@@ -16,13 +16,15 @@
 """
 
 import contextlib
+import fcntl
 import os
 import tempfile
 import threading
 
+from ..digest import verified_file_chunks
 from ..formats.archive import open_archive
 from ..formats.docker_archive import write_docker_archive
-from ..formats.oci_layout import artifact_key
+from ..formats.oci_layout import artifact_key, made_manifest
 from ..errors import ImageError, ImageNotFoundError, InvalidReferenceError, StoreError
 from ..compression import ZSTD
 from ..model import absent_layers, held_blobs, with_platforms
@@ -35,6 +37,8 @@ from .registry import RegistryStore
 ENGINES = ("docker", "podman", "containerd", "registry", "oci")
 ZSTD_API = (1, 42)  # Docker 23: the first to load zstd layers
 PODMAN_DEFAULT_HOST = "unix:///run/podman/podman.sock"
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux; Python 3.10+ names it
+PIPE_SIZE = 1024 * 1024  # the default 64 KiB pipe costs a thread switch per 64 KiB of a load's body
 
 
 class StoreImage:
@@ -60,12 +64,15 @@ class StoreImage:
 
     def same_content(self, image):
         """Whether this is ``image`` (a model Image): where the store knows images by manifest and ``image`` has one,
-        the same manifest (or index) digest; else the same config digest. The DiffIDs match in either case."""
+        the same manifest (or index) digest; else the same config digest, or, where the store knows no config digest
+        (Docker's containerd store), the digest of the manifest our writer makes. The DiffIDs match in every case."""
         if self.diff_ids != image.diff_ids:
             return False
         if self.digest is not None and image.manifest is not None:
             return self.digest in image.digests
         known = [digest for digest in (self.config_digest, self.id) if digest]
+        if image.id not in known and self.digest is not None and self.config_digest is None:
+            return self.digest == made_manifest(image).digest  # Docker's containerd store keeps the manifest we made
         return image.id in known
 
 
@@ -329,11 +336,23 @@ class EngineStore(DockerStore):
                 yield archive.images
 
     def load(self, archive_path, images=None, omit_layers=()):  # pylint: disable=arguments-renamed
-        """Always re-streamed through our writer: every layer is checked against its DiffID as it goes, so a corrupt
-        archive fails naming the layer (and the engine receives a truncated body, so it loads nothing)."""
         with open_archive(archive_path) as archive:
             wanted = _subset(archive.images, images)
-            return self.load_images(wanted, list(omit_layers) + absent_layers(wanted))
+            if omit_layers:
+                return self.load_images(wanted, list(omit_layers) + absent_layers(wanted))
+            return self.load_archive(archive, wanted)
+
+    def load_archive(self, archive, images):
+        """Load ``images`` of the open ``archive``. When they are all of it and the engine reads it as it is, its own
+        bytes are sent, every file the engine uses checked against its digest on the way; otherwise our archive of
+        them is written into the request. Either way a corrupt file fails naming it, and the engine receives a body
+        cut short before that file's last chunk, so it loads nothing."""
+        regions = None
+        if self.readable(images) == images:
+            regions = archive.as_is_regions(images, with_manifests=self.uses_containerd_store(), qualified_tags=self.kind == "podman")
+        if regions is None:
+            return self.load_images(images, absent_layers(images))
+        return DockerStore.load(self, verified_file_chunks(archive.path, archive.source.file_size, regions))
 
     def load_images(self, images, omit_layers=()):
         """Our archive of ``images``, written straight into the load request (no file)."""
@@ -376,6 +395,8 @@ def _subset(images, selectors):
 def _streamed_archive(images, omit_layers):
     """Our archive of ``images`` as an iterator of chunks, written by a thread (the HTTP body of a load)."""
     read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_SIZE)
     failure = []
 
     def produce():
