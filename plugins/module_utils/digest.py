@@ -220,20 +220,24 @@ def verified_file_chunks(path, size, regions):
     chunks = queue.Queue(maxsize=4)
     stop = threading.Event()
 
+    def offer(item):
+        """Queue ``item`` unless the consumer has gone (it stops taking when the engine hangs up)."""
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for chunk in _checked_chunks(path, size, sorted(regions, key=lambda region: region.offset)):
-                while not stop.is_set():
-                    try:
-                        chunks.put(chunk, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(chunk):
                     return
-            chunks.put(None)
+            offer(None)
         except Exception as err:  # pylint: disable=broad-except
-            chunks.put(err)
+            offer(err)
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()

@@ -10,6 +10,8 @@ import gzip
 import hashlib
 import os
 import shutil
+import threading
+import time
 
 import pytest
 
@@ -113,3 +115,19 @@ def test_our_archive_suits_every_engine(tmp_path):
     save_archive(sample_images(), dest, "docker-archive")
     with open_archive(dest) as archive:
         assert archive.as_is_regions(archive.images, with_manifests=True, qualified_tags=True) is not None
+
+
+def test_a_consumer_that_stops_early_leaves_no_thread_behind(tmp_path):
+    """The engine may hang up mid-body: closing the generator must return even when the reader has read to the end."""
+    data = os.urandom(5 * CHUNK_SIZE)  # one taken, four fill the queue: the reader is done and waits to say so
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    chunks = verified_file_chunks(str(path), len(data), [region_of(data, 0, len(data), "all of it")])
+    assert next(chunks) == data[:CHUNK_SIZE]
+    time.sleep(0.5)  # the reader fills the queue and reaches the end meanwhile
+    closer = threading.Thread(target=chunks.close)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive()
+    assert not [thread for thread in threading.enumerate() if thread is not threading.current_thread()
+                and thread is not closer and thread.daemon and thread.is_alive() and "produce" in repr(thread)]
