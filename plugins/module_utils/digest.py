@@ -113,9 +113,6 @@ class HashingWriter:
     def digest(self):
         return "%s:%s" % (self.algorithm, self.hasher.hexdigest())
 
-    def close(self):
-        pass
-
 
 class BackgroundHashingWriter(HashingWriter):
     """A HashingWriter that hashes in a thread of its own while the caller goes on writing (hashlib releases the GIL),
@@ -190,10 +187,7 @@ class VerifyingReader(ReadStream):
         if self._expected_size is not None and self._reader.count != self._expected_size:
             raise DigestMismatchError("%s: size mismatch: expected %d bytes, got %d (truncated or corrupt)"
                                       % (self.what, self._expected_size, self._reader.count))
-        actual = self._reader.digest
-        if actual != self._expected:
-            raise DigestMismatchError("%s: digest mismatch: expected %s, got %s (corrupt or tampered content)"
-                                      % (self.what, self._expected, actual))
+        check_hashed(self.what, self._expected, self._reader.digest)
         if self._at_end is not None:
             self._at_end()
 
@@ -268,11 +262,10 @@ def _checked_chunks(path, size, regions):
                                    % (path, position, size))
             end = position + len(chunk)
             while pending and pending[0].offset < end:
-                hashers.append([pending.pop(0), None, 0])
+                region = pending.pop(0)
+                hashers.append([region, new_hasher(region.digest), 0])
             for entry in hashers:
                 region = entry[0]
-                if entry[1] is None:
-                    entry[1] = new_hasher(region.digest)
                 start = max(region.offset, position) - position
                 stop = min(region.offset + region.size, end) - position
                 entry[1].update(memoryview(chunk)[start:stop])
@@ -287,10 +280,14 @@ def _checked_chunks(path, size, regions):
 
 
 def _check_region(region, hasher):
-    actual = "%s:%s" % (region.digest.split(":", 1)[0], hasher.hexdigest())
-    if actual != region.digest:
+    check_hashed(region.what, region.digest, "%s:%s" % (region.digest.split(":", 1)[0], hasher.hexdigest()))
+
+
+def check_hashed(what, expected, actual):
+    """Raise DigestMismatchError naming ``what`` unless the digest ``actual`` of its bytes is ``expected``."""
+    if actual != expected:
         raise DigestMismatchError("%s: digest mismatch: expected %s, got %s (corrupt or tampered content)"
-                                  % (region.what, region.digest, actual))
+                                  % (what, expected, actual))
 
 
 def drain(stream, sink=None):
