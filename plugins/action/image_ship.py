@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The controller's side of airgap.images.image_ship: plan on the host, send what it lacks, have it load.
 
-Calls to the host: one module run to plan (image_store_info); when something is to do, one command to make the
-staging directories, one transfer per file, and one module run that loads, verifies and cleans up (image_ship).
+Calls to the host: one to plan (image_store_info's work, as a pipelined call of its function where Ansible would
+pipeline a module: ``host_python``; else the module); when something is to do, one command to make the staging
+directories, one transfer per file, and one module run that loads, verifies and cleans up (image_ship).
 """
 
 import contextlib
@@ -21,6 +22,7 @@ from ansible.utils.display import Display
 from ansible_collections.airgap.images.plugins.module_utils.digest import file_sha256
 from ansible_collections.airgap.images.plugins.module_utils.module_support import (
     ENGINE_ARGS, SIGNATURE_ARGS, engine_argument_spec, signature_argument_spec)
+from ansible_collections.airgap.images.plugins.plugin_utils.host_python import call_on_host
 from ansible_collections.airgap.images.plugins.plugin_utils.in_worker import run_module_here, runs_here
 
 display = Display()
@@ -54,28 +56,38 @@ class ActionModule(ActionBase):
         self.calls = 0
         self.host = (task_vars or {}).get("inventory_hostname") or self._play_context.remote_addr or "the host"
         self.pipelined = params["pipelining"] and getattr(self._connection, "has_pipelining", False)
+        self.facts, self.warnings = {}, []
         try:
             result.update(self._ship(params, task_vars))
         except AnsibleAction as err:
             result.update(err.result)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
+        if self.facts:
+            result["ansible_facts"] = self.facts  # the host's Python, when this task discovered it
+        if self.warnings:
+            result["warnings"] = self.warnings
         result["host_calls"] = self.calls
         result["duration_s"] = round(time.time() - started, 3)
         if not result.get("failed"):
             display.display("%s: %s" % (self.host, result["msg"]))
         return result
 
-    def _module(self, name, module_args, task_vars):
+    def _module(self, name, module_args, task_vars, call=None):
         """Run a module on the host: in this worker for a local task (``in_worker.runs_here``), else pipelined (one
-        command) where ``pipelining`` asks for it and the connection can."""
+        command) where ``pipelining`` asks for it and the connection can; there, ``call`` (a module_utils function and
+        its complete parameters) runs in place of the module when it can (``host_python.call_on_host``)."""
         self.calls += 1
         if runs_here(self, task_vars):
             return run_module_here(self, name, module_args, task_vars)
         if not self.pipelined:
             return self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
         with self._pipelining_on():
-            result = self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
+            result = call_on_host(self, call[0], call[1], task_vars) if call else None
+            if result is None:
+                result = self._execute_module(module_name=name, module_args=module_args, task_vars=task_vars)
+            else:
+                display.vvv("%s: %s ran as a pipelined call of %s, without a module payload" % (self.host, name, call[0]))
         if result.get("failed") and SUDO_NEEDS_TTY in "%s %s" % (result.get("module_stderr", ""), result.get("msg", "")):
             self.pipelined = False  # sudo's requiretty: Ansible's own way from here on
             return self._module(name, module_args, task_vars)
@@ -97,7 +109,12 @@ class ActionModule(ActionBase):
     def _ship(self, params, task_vars):
         engine = {key: params[key] for key in ENGINE_ARGS if params.get(key) is not None}
         staging = params["staging"]
-        plan = self._module("airgap.images.image_store_info", dict(engine, bundle=params["bundle"], staging=staging), task_vars)
+        planning = dict(bundle=params["bundle"], staging=staging)
+        every_engine_option = dict({key: params.get(key) for key in ENGINE_ARGS}, images=[], **planning)
+        plan = self._module("airgap.images.image_store_info", dict(engine, **planning), task_vars,
+                            call=("loading.store_info", every_engine_option))
+        self.facts.update(plan.get("ansible_facts") or {})
+        self.warnings.extend(plan.get("warnings") or [])
         if plan.get("failed"):
             return dict(failed=True, msg=plan.get("msg", "planning failed"))
         report = dict(changed=plan["needs_load"], shipped_files=[], shipped_bytes=0, resumed_files=[], loaded=[], tagged=[],

@@ -171,6 +171,17 @@ def verify_loaded(store, images):
             raise ImageError("%s loaded %s but it lacks the tags %s" % (store, image.id, ", ".join(missing)))
 
 
+def store_info(params):
+    """image_store_info's result for ``params`` (the engine options, ``images``, ``bundle``, ``staging``): what the store
+    holds of each image and, with a ``bundle``, what the host must receive of it (``plan_shipping``)."""
+    from .module_support import store_from_params  # pylint: disable=import-outside-toplevel
+    store = store_from_params(params)
+    result = dict(changed=False, images=describe_held(store, params.get("images") or []))
+    if params.get("bundle") is not None:
+        result.update(plan_shipping(store, params["bundle"], params.get("staging")).result())
+    return result
+
+
 def describe_held(store, selectors):
     """What ``store`` holds of each selector: ID, tags and DiffIDs, or present=false."""
     held = []

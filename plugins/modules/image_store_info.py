@@ -152,9 +152,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.airgap.images.plugins.module_utils.errors import ImageError
-from ansible_collections.airgap.images.plugins.module_utils.module_support import (
-    engine_argument_spec, store_from_params)
-from ansible_collections.airgap.images.plugins.module_utils.loading import describe_held, plan_shipping
+from ansible_collections.airgap.images.plugins.module_utils.module_support import engine_argument_spec
+from ansible_collections.airgap.images.plugins.module_utils.loading import store_info
 
 
 def main():
@@ -166,16 +165,10 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    result = dict(changed=False)
     try:
-        store = store_from_params(params)
-        result["images"] = describe_held(store, params["images"])
-        if params["bundle"] is not None:
-            plan = plan_shipping(store, params["bundle"], params["staging"])
-            result.update(plan.result())
+        result = store_info(module.params)
     except ImageError as err:
-        module.fail_json(msg=str(err), **result)
+        module.fail_json(msg=str(err), changed=False)
     except Exception as err:  # pylint: disable=broad-except
         module.fail_json(msg="unexpected error: %s" % err, exception=traceback.format_exc())
     module.exit_json(**result)

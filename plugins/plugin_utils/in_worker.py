@@ -96,10 +96,10 @@ def run_module_here(action, module_name, module_args, task_vars):
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
     out = output.getvalue()
-    return _as_execute_module_returns(action, dict(rc=code, stdout=out, stdout_lines=out.splitlines(), stderr="", stderr_lines=[]))
+    return parsed_module_output(action, dict(rc=code, stdout=out, stdout_lines=out.splitlines(), stderr="", stderr_lines=[]))
 
 
-def _as_execute_module_returns(action, returned):
+def parsed_module_output(action, returned):
     """The module's output parsed and cleaned as ``_execute_module`` does on each ansible-core: 2.16-2.20 parse to a
     dict; 2.21 to a task result object that removes its internal keys and gives the dict itself."""
     if "profile" in inspect.signature(action._parse_returned_data).parameters:

@@ -55,7 +55,8 @@ class Fleet:
             out.write("\n".join(lines) + "\n")
         return path
 
-    def run(self, images, role_vars=None, play_options=None, extra_host_vars=None, expect_rc=0, limit=None, check=False):
+    def run(self, images, role_vars=None, play_options=None, extra_host_vars=None, expect_rc=0, limit=None, check=False,
+            extra_env=None):
         self.runs += 1
         reports = os.path.join(self.work, "reports-%d" % self.runs)
         os.makedirs(reports)
@@ -71,7 +72,8 @@ class Fleet:
         path = os.path.join(self.work, "play-%d.yml" % self.runs)
         with open(path, "w") as out:
             json.dump([play, report_play], out)
-        env = clean_env(ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0")
+        env = clean_env(ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0",
+                        **(extra_env or {}))
         command, env = self.runtime.command("ansible-playbook", ["-i", self.inventory(extra_host_vars), path]
                                             + (["--limit", limit] if limit else []) + (["--check"] if check else []), env)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
@@ -281,7 +283,11 @@ def test_an_oci_host_and_a_docker_host_converge_and_rerun_ok_on_each_ansible(ans
     # int(): before ansible-core 2.19, a templated number in the role's report dict is a string ("123").
     assert int(reports["docker1"]["shipped_bytes"]) == int(reports["oci1"]["shipped_bytes"]) > 0
 
-    recap, reports, out = fleet.run(APPS_V1)
+    # oci1's modules run with the stock Python, as on a host: its plan is a pipelined call (plugin_utils/host_python.py)
+    recap, reports, out = fleet.run(APPS_V1, extra_host_vars={"oci1": {"ansible_python_interpreter": "/usr/bin/python3"}},
+                                    extra_env={"ANSIBLE_VERBOSITY": "3"})
+    assert "oci1: airgap.images.image_store_info ran as a pipelined call of loading.store_info" in out, out[-6000:]
+    assert not re.search(r"^Using module file \S*/image_store_info\.py$", out, re.M), out[-6000:]
     assert all(recap[name]["changed"] == 0 and recap[name]["failed"] == 0 and int(reports[name]["shipped_bytes"]) == 0
                for name in engines), out[-3000:]
     assert all(image["state"] == "present" for name in engines for image in reports[name]["images"]), reports

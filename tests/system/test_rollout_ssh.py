@@ -5,12 +5,14 @@
 
 One sshd per host on a loopback address (tests/system/sshd.py), one engine of each kind: Docker (root login), containerd
 (an unprivileged login with ``become`` through sudo), Podman (root) and an OCI layout (unprivileged, ``become``). Three
-releases: empty hosts receive every layer once; the same release again costs one call per host and ships nothing; one
+releases: empty hosts receive every layer once; the same release again costs one call per host (a pipelined call, no module payload) and ships nothing; one
 app updated ships its new layer only, and a copy of it cut short on one host is resumed, not sent again.
 """
 
+import json
 import os
 import pwd
+import re
 import shutil
 
 import pytest
@@ -46,6 +48,9 @@ def ssh_fleet(collections_path, tmp_path, ssh_hosts, dockerd, docker_images, doc
     for name, (_engine, user) in engines.items():
         host = ssh_hosts.start(name, user=user)
         connections[name] = dict(ssh_hosts.inventory_vars(host, python=STOCK_PYTHON), ansible_connection="ssh")
+    # Ansible's interpreter discovery, among the stock Pythons only (root's PATH here may hold pyenv's shims)
+    connections["ssh-podman"].update(ansible_python_interpreter="auto_silent",
+                                     ansible_interpreter_python_fallback=json.dumps(["/usr/bin/python3.11", STOCK_PYTHON]))
     built = build_test_images(dockerd, str(tmp_path / "build-a2"), APP_A2)
     yield fleet, connections, {"ssh-docker": docker, "ssh-containerd": containerd, "ssh-podman": podman, "ssh-oci": layout}, \
         dict(docker_images, **built)
@@ -88,9 +93,11 @@ def test_the_role_over_real_ssh_ships_what_each_host_lacks_once_reruns_in_one_ca
     assert "ssh-docker: sent %d/%d file(s)" % (len(every_layer), len(every_layer)) in out  # progress on the controller
     assert held_ids(engines["ssh-docker"], "docker")["airgap-test/app-a:1"] == images["airgap-test/app-a:1"].id
 
-    recap, reports, out = fleet.run(APPS_V1, extra_host_vars=connections)
+    recap, reports, out = fleet.run(APPS_V1, extra_host_vars=connections, extra_env={"ANSIBLE_VERBOSITY": "3"})
     assert not warning_lines(out + fleet.stderr), out[-3000:]
+    assert not re.search(r"^Using module file \S*/image_store_info\.py$", out, re.M), out[-6000:]
     for name in connections:
+        assert "%s: airgap.images.image_store_info ran as a pipelined call of loading.store_info" % name in out, out[-6000:]
         assert recap[name]["changed"] == 0 and recap[name]["failed"] == 0, out[-3000:]
         assert reports[name]["shipped_bytes"] == 0 and reports[name]["host_calls"] == 1, reports[name]
         assert all(image["state"] == "present" for image in reports[name]["images"])
