@@ -12,6 +12,11 @@ description:
     separated images, described by M(airgap.images.image_archive_info)). An action plugin runs on the controller.
   - It asks the host's engine which images and layers it holds (M(airgap.images.image_store_info) with O(bundle)). When
     every image is there with all its tags, that is the only call to the host, and the task is C(ok).
+  - Where Ansible would pipeline a module (see O(pipelining)), that question is one command on the host without a module
+    payload. The host's Python reads a short script on its standard input. The script carries the collection's
+    module_utils sources and compiles only the ones the question imports, so the host compiles neither Ansible's
+    C(basic) nor the rest of the collection. The Python is the one Ansible would use (C(ansible_python_interpreter) or
+    its interpreter discovery), and the script gets the task's C(environment). Elsewhere the module runs as usual.
   - Otherwise it sends the files the host lacks with the connection's own file transfer (C(sftp) or C(scp) over SSH),
     one transfer per file, no checksum round trip per file. Over the C(ssh) connection with the default C(ssh_args)
     (which compress with C(-C)) the transfers use a connection of their own without C(-C) - layers are compressed or
