@@ -34,7 +34,7 @@ them yet, the wheel is downloaded (``pip download --no-deps``, or ``--ansible-wh
 FILE``) and only those collections (and community.docker's one dependency) are
 extracted there; ansible-core is left alone.
 
-    make bench-modules    # or: python bench/bench_modules.py --size 400 --stores docker,podman
+    make bench-modules    # or: python bench/bench_modules.py --size 400 --stores docker,podman --rounds 3
 
 The exit status is 1 when a re-run of an airgap.images module reports changed.
 """
@@ -45,6 +45,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -336,16 +337,35 @@ GOALS = {  # (store, label of the airgap row) -> (tool of the row it is compared
 RERUN_LIMIT_S = 2.5
 
 
+def median_rows(rows):
+    """One row per (store, operation, tool) of rounds of the same rows: the median seconds (``runs``: every round's),
+    the largest RSS, and changed when any round reported changed (a re-run must report ok every time)."""
+    grouped = {}
+    for row in rows:
+        grouped.setdefault((row["store"], row["label"], row["tool"]), []).append(row)
+    merged = []
+    for group in grouped.values():
+        seconds = sorted(row["seconds"] for row in group)
+        row = dict(group[0], seconds=statistics.median(seconds), runs=[row["seconds"] for row in group],
+                   peak_rss_mb=max(row["peak_rss_mb"] for row in group))
+        if row["changed"] is not None:
+            row["changed"] = any(member["changed"] for member in group)
+        merged.append(row)
+    return merged
+
+
 def print_rows(rows, baseline):
     natives = {(row["store"], row["label"]): row for row in rows if row["changed"] is None}
-    header = "%-10s %-17s %-38s %8s %8s %8s %7s" % ("store", "operation", "tool", "changed", "seconds", "ratio", "RSS MB")
+    header = "%-10s %-17s %-38s %8s %8s %8s %7s  %s" % ("store", "operation", "tool", "changed", "seconds", "ratio", "RSS MB",
+                                                        "every round")
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         native = natives.get((row["store"], row["label"].split(",")[0]))
         ratio = row["seconds"] / native["seconds"] if native and "re-run" not in row["label"] else None
-        print("%-10s %-17s %-38s %8s %8.2f %8s %7.1f" % (
+        print("%-10s %-17s %-38s %8s %8.2f %8s %7.1f  %s" % (
             row["store"], row["label"], row["tool"], "-" if row["changed"] is None else json.dumps(row["changed"]),
-            row["seconds"], "%.2fx" % ratio if ratio else "", row["peak_rss_mb"]))
+            row["seconds"], "%.2fx" % ratio if ratio else "", row["peak_rss_mb"],
+            " ".join("%.2f" % seconds for seconds in row.get("runs", [row["seconds"]]))))
     print("\nansible-playbook with one no-op task (ansible.builtin.ping): %.2f s, peak RSS %.1f MB; every task row includes it"
           % (baseline["seconds"], baseline["peak_rss_mb"]))
 
@@ -376,6 +396,9 @@ def main():
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated, of %s (default all)" % ", ".join(STORES))
     parser.add_argument("--ansible-wheel", help="an ansible 12.x wheel to take the peer collections from, instead of downloading one")
     parser.add_argument("--json", help="also write the rows as JSON to this file")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every store's rows this many times, one round after the other, and report each row's "
+                             "median (default 1; single runs on a 2-core VM vary by 20-30 %%)")
     args = parser.parse_args()
     stores = [store for store in args.stores.split(",") if store]
     unknown = sorted(set(stores) - set(STORES))
@@ -391,18 +414,19 @@ def main():
         image_bytes = BENCH_SEPARATE.build_images(dockerd, work, args.size)
         dockerd.cli("save", "-o", os.path.join(work, "docker-save.tar"), *APPS, timeout=1800)
         runner = Runner(work, [collections, BENCH_COLLECTIONS], image_bytes)
-        for store in stores:
-            say("timing %s" % store)
-            if store == "docker":
-                bench_docker(runner, dockerd, work)
-            elif store == "podman":
-                bench_podman(runner, engines, work)
-            elif store == "containerd":
-                bench_containerd(runner, engines, work)
-            else:
-                bench_copying_store(runner, engines, store, work)
+        for round_number in range(1, args.rounds + 1):
+            for store in stores:
+                say("timing %s (round %d of %d)" % (store, round_number, args.rounds))
+                if store == "docker":
+                    bench_docker(runner, dockerd, work)
+                elif store == "podman":
+                    bench_podman(runner, engines, work)
+                elif store == "containerd":
+                    bench_containerd(runner, engines, work)
+                else:
+                    bench_copying_store(runner, engines, store, work)
         baseline = runner.task("-", "no-op", "ansible.builtin.ping", {"ansible.builtin.ping": {}})
-        rows = [row for row in runner.rows if row is not baseline]
+        rows = median_rows([row for row in runner.rows if row is not baseline])
         print_rows(rows, baseline)
         print("\nimages: %.0f MB of layers (base 40 %%, lib 30 %%, two apps 15 %% each); airgap.images %s from %s; "
               "community.docker %s, containers.podman %s (%s)" % (image_bytes / 1e6, our_version, ROOT, docker_version,

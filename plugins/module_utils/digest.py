@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Digests, ChainIDs and streams that hash what flows through them."""
 
+import fcntl
 import hashlib
 import io
 import os
@@ -116,29 +117,108 @@ class HashingWriter:
 
 class BackgroundHashingWriter(HashingWriter):
     """A HashingWriter that hashes in a thread of its own while the caller goes on writing (hashlib releases the GIL),
-    for large outputs; ``digest`` waits for the hashing to catch up."""
+    for large outputs; ``digest`` waits for the hashing to catch up.
+
+    Into a plain file ``sink`` it can read back, ``copy_region`` copies a region of another file in the kernel
+    (``copy_file_range``: no pass through this process, a fraction of a user-space copy's time). The copied bytes are
+    then read back from ``sink`` twice, in parallel: the hashing thread hashes them into the whole, and a checking
+    thread checks them against their own digest. A mismatch is raised by the next write, by ``close`` and by
+    ``digest``, so the caller's atomic file is never renamed into place."""
 
     def __init__(self, sink, algorithm="sha256"):
         super().__init__(sink, algorithm)
         self._pending = queue.Queue(maxsize=16)
-        self._thread = threading.Thread(target=self._hash, daemon=True)
-        self._thread.start()
+        self._copied = None  # the checking thread's queue, from the first copy_region
+        self._failure = None
+        self._threads = [threading.Thread(target=self._hash, daemon=True)]
+        self._threads[0].start()
 
     def _hash(self):
-        for data in iter(self._pending.get, None):
-            self.hasher.update(data)
+        for item in iter(self._pending.get, None):
+            if self._failure is not None:
+                continue
+            if isinstance(item, Region):
+                self._read_back(item, self.hasher)
+            else:
+                self.hasher.update(item)
+
+    def _check(self):
+        for region in iter(self._copied.get, None):
+            if self._failure is None:
+                own = new_hasher(region.digest)
+                if self._read_back(region, own):
+                    self._guard(_check_region, region, own)
+
+    def _read_back(self, region, hasher):
+        """Feed the ``region`` of the sink to ``hasher``; False (the failure kept) when it cannot be read whole."""
+        buffer = bytearray(CHUNK_SIZE)
+        position, end = region.offset, region.offset + region.size
+        while position < end:
+            got = self._guard(os.preadv, self._sink.fileno(), [memoryview(buffer)[:min(CHUNK_SIZE, end - position)]], position)
+            if not got:
+                self._failure = self._failure or ArchiveError("%s: only %d of %d bytes were copied"
+                                                              % (region.what, position - region.offset, region.size))
+                return False
+            hasher.update(memoryview(buffer)[:got])
+            position += got
+        return True
+
+    def _guard(self, function, *args):
+        try:
+            return function(*args)
+        except Exception as err:  # pylint: disable=broad-except
+            self._failure = self._failure or err
+            return None
+
+    def _raise_failure(self):
+        if self._failure is not None:
+            raise self._failure
 
     def write(self, data):
+        self._raise_failure()
         data = bytes(data)
         self._sink.write(data)
         self._pending.put(data)
         self.count += len(data)
         return len(data)
 
+    @property
+    def copies_regions(self):
+        """Whether ``copy_region`` can copy into the sink: a file this process writes and can read back (the copied
+        bytes are checked where they landed)."""
+        if not (hasattr(self._sink, "fileno") and hasattr(os, "copy_file_range") and hasattr(os, "preadv")):
+            return False
+        try:
+            return fcntl.fcntl(self._sink.fileno(), fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return False
+
+    def copy_region(self, source, digest, what):
+        """Append ``source`` - (path, offset, size) of a plain file - to the sink, checked against ``digest``."""
+        self._raise_failure()
+        path, offset, size = source
+        self._sink.flush()
+        start = self._sink.tell()
+        with open(path, "rb") as handle:
+            copy_file_region(handle.fileno(), offset, self._sink.fileno(), start, size, what)
+        self._sink.seek(start + size)
+        region = Region(start, size, digest, what)
+        if self._copied is None:
+            self._copied = queue.Queue()
+            self._threads.append(threading.Thread(target=self._check, daemon=True))
+            self._threads[-1].start()
+        self._copied.put(region)
+        self._pending.put(region)
+        self.count += size
+
     def close(self):
-        if self._thread.is_alive():
+        if self._threads[0].is_alive():
             self._pending.put(None)
-            self._thread.join()
+            if self._copied is not None:
+                self._copied.put(None)
+            for thread in self._threads:
+                thread.join()
+        self._raise_failure()
 
     @property
     def digest(self):
@@ -277,6 +357,25 @@ def _checked_chunks(path, size, regions):
             yield chunk
     for region in [entry[0] for entry in hashers] + pending:
         raise ArchiveError("%s: %s lies beyond the %d bytes sent" % (path, region.what, size))
+
+
+def copy_file_region(source_fd, offset, target_fd, target_offset, size, what):
+    """Copy ``size`` bytes at ``offset`` of one file to ``target_offset`` of another: in the kernel where it can
+    (``copy_file_range``), else through a buffer; a source that ends early fails naming ``what``."""
+    done = 0
+    while done < size:
+        try:
+            got = os.copy_file_range(source_fd, target_fd, size - done, offset + done, target_offset + done)
+        except OSError:  # another file system on an old kernel, or one that cannot: copy it here
+            got = _copy_through_buffer(source_fd, offset + done, target_fd, target_offset + done, size - done)
+        if not got:
+            raise ArchiveError("%s: ended after %d of %d bytes" % (what, done, size))
+        done += got
+
+
+def _copy_through_buffer(source_fd, offset, target_fd, target_offset, size):
+    data = os.pread(source_fd, min(CHUNK_SIZE, size), offset)
+    return os.pwrite(target_fd, data, target_offset) if data else 0
 
 
 def _check_region(region, hasher):

@@ -78,7 +78,7 @@ class Layer:
     """
 
     def __init__(self, diff_id, open_blob, media_type=MEDIA_OCI_LAYER, size=None,
-                 blob_digest=None, blob_size=None, available=None, what="layer"):
+                 blob_digest=None, blob_size=None, available=None, what="layer", region=None):
         self.diff_id = check_digest(diff_id, what + " DiffID")
         self.media_type = media_type
         self.size = size
@@ -87,6 +87,7 @@ class Layer:
         self.what = what
         self._open_blob = open_blob
         self._available = available
+        self._region = region
 
     @property
     def stored_digest(self):
@@ -116,6 +117,22 @@ class Layer:
             with self.open() as stream:
                 self.size = drain(stream)
         return self.size
+
+    def blob_region(self):
+        """(path, offset, size) of the stored bytes where they lie as they are in a plain file, or None. Whoever copies
+        them from there checks them against ``blob_digest`` (or the DiffID, see ``tar_region``)."""
+        region = self._region() if self._region is not None else None
+        if region is None or (self.blob_size is not None and region[2] != self.blob_size):
+            return None
+        return region
+
+    def tar_region(self):
+        """The ``blob_region`` when the stored bytes are the uncompressed layer tar itself: the blob is known by the
+        DiffID, or known to be uncompressed (the reader gave ``size`` for a blob without a digest of its own)."""
+        region = self.blob_region()
+        if region is None or self.size is None or region[2] != self.size or self.blob_digest not in (None, self.diff_id):
+            return None
+        return region
 
     def open(self):
         """The uncompressed layer tar, verified against the DiffID when the stream ends."""

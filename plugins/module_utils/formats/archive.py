@@ -195,12 +195,15 @@ def save_archive(images, dest, archive_format=DOCKER_ARCHIVE, compression=NONE, 
     with atomic_file(dest, expected_size=needed) as out:
         hashing = BackgroundHashingWriter(out)
         try:
-            writer = open_compressing_writer(hashing, compression, level)
+            # uncompressed, the tar writer hands layers that lie as they are in a plain file to the hashing writer,
+            # which copies them in the kernel and checks them as it hashes
+            writer = hashing if compression == NONE else open_compressing_writer(hashing, compression, level)
             if archive_format == DOCKER_ARCHIVE:
                 write_docker_archive(images, writer, omit_layers)
             else:
                 write_oci_archive(images, writer, omit_layers)
-            writer.close()
+            if writer is not hashing:
+                writer.close()
         finally:
             hashing.close()
     return SaveResult(dest, hashing.count, hashing.digest, compressor_name(compression))

@@ -99,7 +99,7 @@ def _layer(source, path, diff_id, layer_source, what):
         size = source.size(path)
     blob_size = source.size(path) if blob_digest and on_disk else None
     return Layer(diff_id, lambda: source.open(path), size=size, blob_digest=blob_digest, blob_size=blob_size,
-                 available=lambda: source.exists(path), what=what)
+                 available=lambda: source.exists(path), what=what, region=lambda: source.region(path) if on_disk else None)
 
 
 def as_is_regions(source, images):

@@ -462,7 +462,7 @@ def _layer(source, descriptor, diff_id, what):
     size = descriptor.get("size") if isinstance(descriptor.get("size"), int) else None
     uncompressed_size = size if media_type in UNCOMPRESSED_LAYER_TYPES and digest == diff_id else _annotated_size(descriptor)
     return Layer(diff_id, lambda: source.open(path), media_type, uncompressed_size, digest, size,
-                 available=lambda: source.exists(path), what=what)
+                 available=lambda: source.exists(path), what=what, region=lambda: source.region(path))
 
 
 def _annotated_size(descriptor):
@@ -526,14 +526,16 @@ def merge_images(images):
 
 
 class StoredLayer:
-    """One layer blob a writer stores: its digest, size and media type, and how to read its bytes."""
+    """One layer blob a writer stores: its digest, size and media type, how to read its bytes, and where they lie as
+    they are in a plain file (``region()``: (path, offset, size), or None)."""
 
-    def __init__(self, layer, digest, size, media_type, opener):
+    def __init__(self, layer, digest, size, media_type, opener, region=None):
         self.layer = layer
         self.digest = digest
         self.size = size
         self.media_type = media_type
         self.open = opener
+        self.region = region or (lambda: None)
 
     @property
     def diff_id(self):
@@ -551,10 +553,10 @@ def stored_layer(layer, made):
     """How ``layer`` is stored: as the blob it came as (its image keeps its manifest), or, for an image whose manifest
     we make, uncompressed under its DiffID (the size is measured by reading it when the source does not say)."""
     if not made and layer.blob_digest is not None and layer.blob_size is not None:
-        return StoredLayer(layer, layer.blob_digest, layer.blob_size, layer.media_type, layer.open_blob)
+        return StoredLayer(layer, layer.blob_digest, layer.blob_size, layer.media_type, layer.open_blob, layer.blob_region)
     if not made and layer.blob_digest is not None:
         raise ArchiveError("%s: the source gives no size for blob %s" % (layer.what, layer.blob_digest))
-    return StoredLayer(layer, layer.diff_id, layer.measured_size(), MEDIA_OCI_LAYER, layer.open)
+    return StoredLayer(layer, layer.diff_id, layer.measured_size(), MEDIA_OCI_LAYER, layer.open, layer.tar_region)
 
 
 def made_manifest(image):
@@ -666,7 +668,12 @@ def write_configs(tar, images):
 
 
 def write_layers(tar, layers):
+    """Each layer blob; one that lies as it is stored in a plain file is copied by the sink where it can."""
     for stored in layers:
+        region = stored.region() if tar.copies_regions else None
+        if region is not None and region[2] == stored.size:
+            tar.add_region(blob_path(stored.digest), region, stored.digest, stored.what)
+            continue
         with stored.open() as stream:
             tar.add_stream(blob_path(stored.digest), stored.size, stream, stored.what)
 

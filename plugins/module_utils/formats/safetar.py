@@ -123,6 +123,17 @@ class _Source:
     def size(self, name):
         return self.resolve(name).size
 
+    def region(self, name):
+        """(path, offset, size) of the bytes of file ``name`` where they lie as they are in a plain file, or None (a
+        compressed archive, or no such file)."""
+        try:
+            return self._region(self.resolve(name))
+        except EntryNotFoundError:
+            return None
+
+    def _region(self, member):
+        raise NotImplementedError
+
     def open(self, name):
         """A stream of the bytes of file ``name`` (links followed)."""
         return self._open_member(self.resolve(name))
@@ -334,6 +345,9 @@ class TarSource(_Source):
         self._scan_to(None)
         return sorted(name for name, member in self._members.items() if member.kind != "dir")
 
+    def _region(self, member):
+        return (self.path, member.offset, member.size) if self.compression == NONE else None
+
     def _open_member(self, member):
         what = "%s: entry %r" % (self.path, member.name)
         if self.compression == NONE:
@@ -375,6 +389,9 @@ class DirSource(_Source):
         if not os.path.isfile(real):
             raise UnsafeArchiveError("%s: %r is not a regular file" % (self.label, name))
         return _Member(name, "file", os.path.getsize(real), target=real)
+
+    def _region(self, member):
+        return (member.target, 0, member.size)
 
     def _open_member(self, member):
         handle = open(member.target, "rb")

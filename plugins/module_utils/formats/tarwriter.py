@@ -66,5 +66,19 @@ class TarWriter:
             raise ArchiveError("%s: longer than the %d bytes announced" % (what, size))
         self._pad(size)
 
+    @property
+    def copies_regions(self):
+        """Whether the sink copies file regions itself (``add_region``)."""
+        return getattr(self._sink, "copies_regions", False)
+
+    def add_region(self, name, source, digest, what, mode=0o644):
+        """File ``name`` with the bytes of ``source`` — (path, offset, size) of a plain file — which the sink copies
+        and checks against ``digest`` (``copies_regions``)."""
+        size = source[2]
+        self._header(name, tarfile.REGTYPE, size, mode)
+        self._sink.copy_region(source, digest, what)
+        self.position += size
+        self._pad(size)
+
     def close(self):
         self._write(b"\x00" * (2 * BLOCK))
