@@ -94,7 +94,10 @@ def build_image(dockerd, work, size_mb, name, text_like=True):
 
 
 def measure(label, tool, command, image_bytes, output=None, env=None):
-    """Run ``command`` under GNU time; a result row with wall time and the peak RSS of it and its children."""
+    """Run ``command`` under GNU time; a result row with wall time and the peak RSS of it and its children. The page
+    cache is written back first (``sync``), so that no command pays for the dirty pages the one before it left (a tool
+    that does not fsync, such as ``docker save -o``, would otherwise hand its write-back to whatever runs next)."""
+    os.sync()
     started = time.time()
     done = subprocess.run([GNU_TIME, "-f", "%M"] + command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     elapsed = time.time() - started
