@@ -13,7 +13,7 @@
 #   make unit     pytest tests/unit
 #   make system   pytest tests/system (real engines; needs root)
 #   make bench    bench/bench_archive.py (make bench-modules, bench-stores, bench-separate, bench-load, bench-rollout,
-#                 bench-passthrough [BASELINE=<other checkout>], bench-noop: the others)
+#                 bench-passthrough [BASELINE=<other checkout>], bench-noop, bench-save-phases: the others)
 #   make clean    remove .venv, .build and caches
 #
 # Extra pytest options: make unit PYTEST_ARGS='-k tar -x'
@@ -66,7 +66,7 @@ PYTEST := PYTHONPATH=$(CURDIR)/$(BUILD) $(VPY) -m pytest -ra --durations=40 --ti
 # Filters pip's complaints about this machine's configured-but-absent local indexes.
 PIP_NOISE := grep -v "^WARNING: Location 'file://" || true
 
-.PHONY: test deps current-engines venv link ansible-versions sanity sanity-2.16 sanity-2.21 galaxy-import unit system demo bench bench-modules bench-stores bench-separate bench-load bench-rollout bench-passthrough bench-noop clean
+.PHONY: test deps current-engines venv link ansible-versions sanity sanity-2.16 sanity-2.21 galaxy-import unit system demo bench bench-modules bench-stores bench-separate bench-load bench-rollout bench-passthrough bench-noop bench-save-phases clean
 
 # Each stage is timed into $(TIMINGS); a failing stage is recorded and the next ones
 # still run, and the target fails at the end.  pytest runs last, so its summary line
@@ -195,6 +195,7 @@ bench-load: venv link ; $(VPY) bench/bench_load.py
 bench-rollout: venv link ; $(VPY) bench/bench_rollout.py
 bench-noop: venv link ; bash bench/bench_noop.sh
 bench-passthrough: venv link ; $(VPY) bench/bench_passthrough.py $(if $(BASELINE),--baseline $(BASELINE))
+bench-save-phases: venv link ; $(VPY) bench/bench_save_phases.py
 
 clean:
 	rm -rf $(VENV) $(BUILD) tests/output .pytest_cache .hypothesis bench/results
