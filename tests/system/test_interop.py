@@ -114,7 +114,7 @@ def test_containerd_imports_ours_and_its_export_reads_back(containerd, docker_im
     containerd.ctr("images", "import", ours)
     assert {"docker.io/" + name for name in docker_images} <= containerd.image_refs()
     exported = str(tmp_path / "ctr-export.tar")
-    containerd.ctr("images", "export", "--platform", "linux/amd64", exported, *["docker.io/" + name for name in docker_images])
+    containerd.export(exported, ["docker.io/" + name for name in docker_images], ["--platform", "linux/amd64"])
     archive_format, images = read_and_verify(exported)
     assert archive_format == "docker-archive+oci"
     assert images == {img.id: ([img.name], img.diff_ids) for img in docker_images.values()}

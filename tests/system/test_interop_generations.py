@@ -343,7 +343,7 @@ def test_ctr_export_of_imported_images(containerd_source, reader, seed, docker_i
     containerd_source.ctr("images", "import", seed)
     names = ["docker.io/" + name for name in APPS]
     path = str(tmp_path / "ctr-imported.tar")
-    containerd_source.ctr("images", "export", "--platform", "linux/amd64", path, *names)
+    containerd_source.export(path, names, ["--platform", "linux/amd64"])
     archive_format, ours = assert_reads_as_skopeo(path, "docker-archive", reader, seed_truth(docker_images, APPS))
     assert archive_format == "docker-archive+oci"
     assert sorted(ours) == sorted(docker_images[name].id for name in APPS)
@@ -355,7 +355,7 @@ def test_ctr_export_of_pulled_images(containerd_source, reader, pushed, docker_i
     for name in names:
         containerd_source.ctr("images", "pull", "--plain-http", name)
     path = str(tmp_path / "ctr-pulled.tar")
-    containerd_source.ctr("images", "export", "--platform", "linux/amd64", path, *names)
+    containerd_source.export(path, names, ["--platform", "linux/amd64"])
     assert_compressed_layers(path)
     archive_format, ours = assert_reads_as_skopeo(path, "docker-archive", reader, registry_truth(docker_images, pushed))
     assert archive_format == "docker-archive+oci"

@@ -209,4 +209,4 @@ def test_a_containerd_host_that_holds_a_layer_only_as_gzip_receives_the_bundles_
     every_layer = {blob_file(diff_id) for name in ALL for diff_id in docker_images[name].diff_ids}
     assert sorted(reports["cd21"]["shipped_files"]) == sorted(every_layer)
     for name in ALL:  # every blob the loaded images name is in the content store: each exports whole
-        host.ctr("images", "export", os.path.join(work, "export.tar"), "docker.io/" + name)
+        host.export(os.path.join(work, "export.tar"), ["docker.io/" + name])
