@@ -31,14 +31,12 @@ import signal
 import socket
 import ssl
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-
-from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError
-from ansible_collections.airgap.images.plugins.module_utils.formats.safetar import TarSource
 
 DOCKER_CLI = "/usr/bin/docker"  # Debian's client, matching dockerd 20.10; not /usr/local/bin/docker
 DOCKERD = "/usr/sbin/dockerd"
@@ -599,15 +597,15 @@ class Containerd(Daemon):
 
 
 def tar_is_whole(path):
-    """Whether the tar at ``path`` holds every entry its headers announce: the core's own reader refuses a truncated
-    archive (``TarSource`` scans it whole as it opens); any other refusal is raised."""
-    try:
-        with TarSource(path):
-            return True
-    except ArchiveError as err:
-        if "truncated" in str(err):
-            return False
-        raise
+    """Whether every entry of the plain tar at ``path`` lies within the file, the two end blocks after the last."""
+    size = os.path.getsize(path)
+    end = 0
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            end = member.offset_data + member.size
+            if end > size:
+                return False
+    return size >= end + 1024 if end else size >= 1024
 
 
 class Podman:
