@@ -4,6 +4,7 @@
 """Files that appear whole or not at all; free space; one writer per destination."""
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
@@ -69,6 +70,28 @@ def fsync_dir(folder):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _sync_file_range():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):  # not Linux, or a libc without it
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd, offset, size):
+    """Have the kernel start writing ``size`` bytes at ``offset`` of ``fd`` to disk, without waiting for them, so that
+    the fsync that makes the file durable finds little left to write. Best effort: nothing happens where the call is
+    missing or refused."""
+    if _SYNC_FILE_RANGE is not None and size > 0:
+        _SYNC_FILE_RANGE(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
 
 
 def mount_point(path):

@@ -119,10 +119,10 @@ class Layer:
         return self.size
 
     def blob_region(self):
-        """(path, offset, size) of the stored bytes where they lie as they are in a plain file, or None. Whoever copies
-        them from there checks them against ``blob_digest`` (or the DiffID, see ``tar_region``)."""
+        """The FileRegion of the stored bytes where they lie as they are in a plain file, or None. Whoever copies them
+        from there checks them against ``blob_digest`` (or the DiffID, see ``tar_region``)."""
         region = self._region() if self._region is not None else None
-        if region is None or (self.blob_size is not None and region[2] != self.blob_size):
+        if region is None or (self.blob_size is not None and region.size != self.blob_size):
             return None
         return region
 
@@ -130,7 +130,7 @@ class Layer:
         """The ``blob_region`` when the stored bytes are the uncompressed layer tar itself: the blob is known by the
         DiffID, or known to be uncompressed (the reader gave ``size`` for a blob without a digest of its own)."""
         region = self.blob_region()
-        if region is None or self.size is None or region[2] != self.size or self.blob_digest not in (None, self.diff_id):
+        if region is None or self.size is None or region.size != self.size or self.blob_digest not in (None, self.diff_id):
             return None
         return region
 

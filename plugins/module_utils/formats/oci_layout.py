@@ -527,7 +527,7 @@ def merge_images(images):
 
 class StoredLayer:
     """One layer blob a writer stores: its digest, size and media type, how to read its bytes, and where they lie as
-    they are in a plain file (``region()``: (path, offset, size), or None)."""
+    they are in a plain file (``region()``: a FileRegion, or None)."""
 
     def __init__(self, layer, digest, size, media_type, opener, region=None):
         self.layer = layer
@@ -671,7 +671,7 @@ def write_layers(tar, layers):
     """Each layer blob; one that lies as it is stored in a plain file is copied by the sink where it can."""
     for stored in layers:
         region = stored.region() if tar.copies_regions else None
-        if region is not None and region[2] == stored.size:
+        if region is not None and region.size == stored.size:
             tar.add_region(blob_path(stored.digest), region, stored.digest, stored.what)
             continue
         with stored.open() as stream:

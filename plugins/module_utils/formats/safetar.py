@@ -15,7 +15,7 @@ import posixpath
 import tarfile
 
 from ..compression import NONE, DecompressingReader, ForwardSeekable, detect_file
-from ..digest import CHUNK_SIZE, HashingReader, ReadStream, drain
+from ..digest import CHUNK_SIZE, FileRegion, HashingReader, ReadStream, drain
 from ..errors import ArchiveError, CompressionError, EntryNotFoundError, UnsafeArchiveError
 
 MAX_JSON_SIZE = 16 * 1024 * 1024
@@ -124,7 +124,7 @@ class _Source:
         return self.resolve(name).size
 
     def region(self, name):
-        """(path, offset, size) of the bytes of file ``name`` where they lie as they are in a plain file, or None (a
+        """The FileRegion of the bytes of file ``name`` where they lie as they are in a plain file, or None (a
         compressed archive, or no such file)."""
         try:
             return self._region(self.resolve(name))
@@ -346,7 +346,7 @@ class TarSource(_Source):
         return sorted(name for name, member in self._members.items() if member.kind != "dir")
 
     def _region(self, member):
-        return (self.path, member.offset, member.size) if self.compression == NONE else None
+        return FileRegion(self.path, member.offset, member.size) if self.compression == NONE else None
 
     def _open_member(self, member):
         what = "%s: entry %r" % (self.path, member.name)
@@ -391,7 +391,7 @@ class DirSource(_Source):
         return _Member(name, "file", os.path.getsize(real), target=real)
 
     def _region(self, member):
-        return (member.target, 0, member.size)
+        return FileRegion(member.target, 0, member.size)
 
     def _open_member(self, member):
         handle = open(member.target, "rb")

@@ -72,9 +72,9 @@ class TarWriter:
         return getattr(self._sink, "copies_regions", False)
 
     def add_region(self, name, source, digest, what, mode=0o644):
-        """File ``name`` with the bytes of ``source`` — (path, offset, size) of a plain file — which the sink copies
-        and checks against ``digest`` (``copies_regions``)."""
-        size = source[2]
+        """File ``name`` with the bytes of ``source`` (a FileRegion of a plain file), which the sink copies and checks
+        against ``digest`` (``copies_regions``)."""
+        size = source.size
         self._header(name, tarfile.REGTYPE, size, mode)
         self._sink.copy_region(source, digest, what)
         self.position += size

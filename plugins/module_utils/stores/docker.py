@@ -227,7 +227,7 @@ class DockerStore:
             for chunk in response.iter_content(CHUNK):
                 sink.write(chunk)
                 total += len(chunk)
-                tail = (tail + chunk)[-4096:]
+                tail = (tail + chunk[-4096:])[-4096:]
         _raise_for_appended_error(tail, self.client)
         return total
 

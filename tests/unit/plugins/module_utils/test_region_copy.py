@@ -8,13 +8,14 @@ through a buffer."""
 
 import gzip
 import hashlib
+import io
 import os
 import shutil
 import tarfile
 
 import pytest
 
-from ansible_collections.airgap.images.plugins.module_utils import digest
+from ansible_collections.airgap.images.plugins.module_utils import atomic, digest
 from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, DigestMismatchError
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import OCIStore
@@ -128,13 +129,72 @@ def test_regions_are_hashed_in_order_with_the_bytes_written_around_them(tmp_path
         writer = digest.BackgroundHashingWriter(out)
         assert writer.copies_regions
         writer.write(b"before")
-        writer.copy_region((str(source), 4, len(body)), "sha256:" + hashlib.sha256(body).hexdigest(), "the body")
+        writer.copy_region(digest.FileRegion(str(source), 4, len(body)), "sha256:" + hashlib.sha256(body).hexdigest(), "the body")
         writer.write(b"after")
         writer.close()
     assert writer.count == len(body) + 11
     assert writer.digest == "sha256:" + hashlib.sha256(b"before" + body + b"after").hexdigest() == sha256_file(str(tmp_path / "out"))
     with open(str(tmp_path / "out2"), "w+b") as out:
         writer = digest.BackgroundHashingWriter(out)
-        writer.copy_region((str(source), 4, len(body)), "sha256:" + "0" * 64, "the body")
+        writer.copy_region(digest.FileRegion(str(source), 4, len(body)), "sha256:" + "0" * 64, "the body")
         with pytest.raises(DigestMismatchError, match="the body: digest mismatch"):
             writer.close()
+
+
+@pytest.fixture
+def written_back(monkeypatch):
+    """The (offset, size) of every range the writer asked the kernel to start writing back."""
+    calls = []
+    real = digest.start_writeback
+
+    def recording(fd, offset, size):
+        calls.append((offset, size))
+        real(fd, offset, size)
+    monkeypatch.setattr(digest, "start_writeback", recording)
+    return calls
+
+
+def test_a_region_is_copied_in_pieces_each_checked_and_written_back_in_order(tmp_path, monkeypatch, copies, written_back):
+    monkeypatch.setattr(digest.BackgroundHashingWriter, "PIECE_SIZE", digest.CHUNK_SIZE)
+    first, second = os.urandom(3 * digest.CHUNK_SIZE + 5), os.urandom(digest.CHUNK_SIZE)
+    source = tmp_path / "source"
+    source.write_bytes(first + second)
+    with open(str(tmp_path / "out"), "w+b") as out:
+        writer = digest.BackgroundHashingWriter(out)
+        writer.write(b"head")
+        writer.copy_region(digest.FileRegion(str(source), 0, len(first)), "sha256:" + hashlib.sha256(first).hexdigest(), "first")
+        writer.copy_region(digest.FileRegion(str(source), len(first), 0), "sha256:" + hashlib.sha256(b"").hexdigest(), "empty")
+        writer.copy_region(digest.FileRegion(str(source), len(first), len(second)), "sha256:" + hashlib.sha256(second).hexdigest(), "second")
+        writer.write(b"tail" * digest.CHUNK_SIZE)
+        writer.close()
+    assert copies == [digest.CHUNK_SIZE] * 3 + [5, digest.CHUNK_SIZE]  # the empty region copies nothing
+    assert writer.digest == sha256_file(str(tmp_path / "out"))
+    ends = [offset + size for offset, size in written_back]
+    assert [offset for offset, _size in written_back] == [0] + ends[:-1], "contiguous, from the start of the file"
+    assert ends[-1] == 4 + len(first) + len(second) + 4 * digest.CHUNK_SIZE, "every byte but a last partial piece"
+    with open(str(tmp_path / "out2"), "w+b") as out:
+        writer = digest.BackgroundHashingWriter(out)
+        corrupt = first[:-1] + bytes([first[-1] ^ 1])
+        writer.copy_region(digest.FileRegion(str(source), 0, len(first)), "sha256:" + hashlib.sha256(corrupt).hexdigest(), "first")
+        writer.copy_region(digest.FileRegion(str(source), len(first), len(second)), "sha256:" + hashlib.sha256(second).hexdigest(), "second")
+        with pytest.raises(DigestMismatchError, match="first: digest mismatch"):
+            writer.close()
+
+
+def test_a_writer_into_memory_neither_copies_nor_writes_back(written_back):
+    sink = io.BytesIO()
+    writer = digest.BackgroundHashingWriter(sink)
+    assert not writer.copies_regions
+    writer.write(b"x" * (digest.BackgroundHashingWriter.PIECE_SIZE + 1))
+    assert writer.digest == "sha256:" + hashlib.sha256(sink.getvalue()).hexdigest() and written_back == []
+
+
+def test_start_writeback_leaves_the_file_as_written(tmp_path):
+    path = tmp_path / "file"
+    with open(str(path), "w+b") as out:
+        out.write(b"data" * 4096)
+        out.flush()
+        atomic.start_writeback(out.fileno(), 0, 4 * 4096)
+        atomic.start_writeback(out.fileno(), 0, 0)
+        os.fsync(out.fileno())
+    assert path.read_bytes() == b"data" * 4096
