@@ -43,7 +43,7 @@ measure = BENCH_ARCHIVE.measure
 
 # pylint: disable=wrong-import-position
 from ansible_collections.airgap.images.tests.system.engines import (  # noqa: E402
-    CTR, DOCKER_CLI, SKOPEO, Engines, seeded_bytes)
+    CTR, DOCKER_CLI, SKOPEO, Engines, seeded_bytes, generations)
 from ansible_collections.airgap.images.plugins.module_utils import build as BUILD  # noqa: E402
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive  # noqa: E402
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference  # noqa: E402
@@ -136,16 +136,17 @@ def skopeo_loop(skopeo, case, destination):
     return ["bash", "-c", script], skopeo.env()
 
 
-def start_store(engines, engine, work):
-    """A fresh, empty ``engine``: (our host argument, native tool, native command for a case, a function deleting it)."""
+def start_store(engines, engine, work, podman_generation=None):
+    """A fresh, empty ``engine``: (our host argument, native tool, native command for a case, a function deleting it).
+    ``podman_generation``: which Podman (Debian 12's 4.3 by default)."""
     if engine == "docker":
         daemon = engines.dockerd()
         return (daemon.host, "docker load", lambda case: ([DOCKER_CLI, "-H", daemon.host, "load", "-i", case.path], None),
                 lambda: discard(engines, daemon))
     if engine == "podman":
-        podman = engines.podman()
+        podman = engines.podman(podman_generation)
         return ("unix://" + podman.service(), "podman load",
-                lambda case: (podman.global_args() + ["load", "-i", case.path], podman.env()), lambda: discard(engines, podman))
+                lambda case: (podman.command(["load", "-i", case.path]), podman.env()), lambda: discard(engines, podman))
     if engine == "containerd":
         daemon = engines.containerd()
         return (daemon.address, "ctr images import", lambda case: (
@@ -177,13 +178,13 @@ def load_native(engine, tool, command_for, case):
     return measure("%s ← %s" % (engine, case.label), tool, command, case.layer_bytes, None, env)
 
 
-def bench_store(engines, engine, cases, work):
+def bench_store(engines, engine, cases, work, podman_generation=None):
     """Load every case into a fresh store with our core, then into another fresh store with the native tool."""
     env = dict(os.environ, PYTHONPATH=collection_path())
-    host, _tool, _command, delete = start_store(engines, engine, work)
+    host, _tool, _command, delete = start_store(engines, engine, work, podman_generation)
     ours = [load_ours(engine, host, case, work, env) for case in cases]
     delete()
-    _host, tool, command_for, delete = start_store(engines, engine, work)
+    _host, tool, command_for, delete = start_store(engines, engine, work, podman_generation)
     native = [load_native(engine, tool, command_for, case) for case in cases]
     delete()
     return [dict(store=engine, case=case.label, images=case.image_count, ours=mine, native=theirs)
@@ -210,7 +211,12 @@ def main():
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated stores (default: all five)")
     parser.add_argument("--limit", type=int, default=LIMIT_MB, help="peak RSS limit in MB (default %d)" % LIMIT_MB)
     parser.add_argument("--json", help="also write the results and the verdict as JSON to this file")
+    parser.add_argument("--podman", choices=("system", "current"), default="system",
+                        help="Debian 12's Podman 4.3 (default), or the current one in the chroot (make current-engines)")
     args = parser.parse_args()
+    podman_generation = [gen for gen in generations("podman") if gen.source == args.podman][0]
+    if podman_generation.missing and "podman" in args.stores.split(","):
+        raise SystemExit("bench_load: %s cannot run here: %s" % (podman_generation.name, podman_generation.missing))
     work = tempfile.mkdtemp(prefix="airgap-bench-")
     engines = Engines()
     load_average = [os.getloadavg()[0]]  # other jobs on the machine make the times noisy; say how busy it was
@@ -218,7 +224,7 @@ def main():
         cases = [small_images_archive(work), big_image_archive(engines, work, args.size)]
         results = []
         for engine in args.stores.split(","):
-            results.extend(bench_store(engines, engine, cases, work))
+            results.extend(bench_store(engines, engine, cases, work, podman_generation))
         load_average.append(os.getloadavg()[0])
         print_table(results)
         peak = max(result["ours"]["peak_rss_mb"] for result in results)

@@ -17,6 +17,10 @@ description:
     read from it (C(manifest.json), configs, layers, blobs) checked against its digest as it passes; anything else is
     rewritten as it streams (a subset of the images, a thin load, zstd layers for Docker before 23, another flavour).
     A corrupt file fails the task naming it, and the engine receives a body cut short before it, so it loads nothing.
+  - Podman 5.8 and newer, on a local socket, is not sent that file but named it (its C(/libpod/local/images/load)), and
+    reads it where it lies as C(podman load -i) does. The file is checked whole first, so a corrupt one loads nothing;
+    Podman is given a hard link of a random name beside it, so a service that sees another file system finds no file
+    rather than another one. Where Podman cannot see or read it, or the directory takes no link, the bytes are sent.
   - A thin archive (one that leaves out layers, see M(airgap.images.image_save)) loads where the target already has
     those layers; elsewhere the task fails before sending anything.
   - Errors the engine streams back during the load are reported verbatim.

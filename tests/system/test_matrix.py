@@ -17,8 +17,11 @@ import os
 
 import pytest
 
+from ansible_collections.airgap.images.plugins.module_utils.errors import DigestMismatchError
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.oci_layout import blob_path
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
+from ansible_collections.airgap.images.plugins.module_utils.stores.docker import DockerStore
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store
 from ansible_collections.airgap.images.tests.system.engines import build_test_images
 from ansible_collections.airgap.images.tests.system.matrix import generation_params
@@ -176,6 +179,44 @@ def test_load_check_mode_then_unchanged_reload(playbook, engines, generation, bu
     again, word = run_task(playbook, "load again", "airgap.images.image_load", args, target)
     assert word == "ok" and not again["changed"] and again["loaded"] == [] and len(again["present"]) == 4
     assert target.tags() == held
+
+
+@pytest.mark.parametrize("podman_generation", generation_params("podman"))
+def test_podman_reads_a_plain_archive_where_it_lies_and_loads_nothing_of_a_corrupt_one(engines, podman_generation, bundle,
+                                                                                       tmp_path, monkeypatch):
+    """Podman 5.8 is named the archive (``/libpod/local/images/load``) instead of being sent its bytes; Podman 4.3,
+    which cannot, is sent them. A corrupt archive is refused before Podman sees it, so no image of it is loaded
+    (Podman would load those before the corrupt one), and no hard link is left beside it."""
+    if podman_generation.missing:
+        pytest.skip("%s cannot run here: %s" % (podman_generation.name, podman_generation.missing))
+    sent = []
+    real = DockerStore.load
+    monkeypatch.setattr(DockerStore, "load", lambda store, body: sent.append(1) or real(store, body))
+    in_place = tuple(int(part) for part in podman_generation.version.split(".")[:2]) >= (5, 8)
+    corrupt = str(tmp_path / "corrupt.tar")
+    with open_archive(bundle["all"]) as archive:
+        layer = archive.images[-1].layers[-1]
+        offset = archive.source.resolve(blob_path(layer.stored_digest)).offset
+    with open(bundle["all"], "rb") as source, open(corrupt, "wb") as out:
+        data = bytearray(source.read())
+        data[offset + 600] ^= 1
+        out.write(bytes(data))
+    for path, fails in ((corrupt, True), (bundle["all"], False)):
+        target = fresh(engines, podman_generation)
+        store = open_store("podman", "unix://" + target.engine.service())
+        try:
+            del sent[:]
+            if fails:
+                with pytest.raises(DigestMismatchError, match=layer.stored_digest):
+                    store.load(path)
+                assert target.tags() == {}
+            else:
+                store.load(path)
+                assert sorted(target.tags()) == sorted([BASE, LIB] + APPS)
+            assert sent == ([] if in_place else [1]), "named in place" if in_place else "sent the bytes"
+        finally:
+            store.close()
+        assert not [name for name in os.listdir(os.path.dirname(path)) if name.startswith(".airgap-load-")]
 
 
 def test_tag_only_repair(playbook, engines, generation, bundle):

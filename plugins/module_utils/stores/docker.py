@@ -46,6 +46,7 @@ class DockerClient:
         self.session.trust_env = False
         self.base_url = self._configure(tls_verify, cert_path, ca_path)
         self.api_version = None
+        self.libpod_version = None  # Podman's own API version, (major, minor), from the same answer
 
     def _configure(self, tls_verify, cert_path, ca_path):
         if self.host.startswith("unix://"):
@@ -88,6 +89,7 @@ class DockerClient:
             response = self._send("GET", self.base_url + "/_ping", stream=False)
             self._raise_for_status(response, "/_ping")
             server = version_tuple(response.headers.get("Api-Version", ""))
+            self.libpod_version = version_tuple(response.headers.get("Libpod-Api-Version", ""))
             if server is None:
                 server = version_tuple(self._send("GET", self.base_url + "/version", stream=False).json().get("ApiVersion"))
             if server is not None and server < OLDEST_API:
@@ -143,13 +145,13 @@ class DockerClient:
 
     def _raise_for_status(self, response, path):
         if response.status_code == 404:
-            raise ImageNotFoundError("%s: %s" % (self, _error_message(response)))
+            raise ImageNotFoundError("%s: %s" % (self, error_message(response)))
         if response.status_code >= 400:
             raise StoreError("%s: %s %s failed (HTTP %d): %s" % (self, response.request.method, path,
-                                                                 response.status_code, _error_message(response)))
+                                                                 response.status_code, error_message(response)))
 
 
-def _error_message(response):
+def error_message(response):
     try:
         body = response.json()
     except ValueError:
