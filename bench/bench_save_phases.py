@@ -8,12 +8,16 @@ runs, ``--rounds`` times and alternating, each in a process of its own after ``s
 apps, and a Python process that saves them with the core (``operations.run_save`` into an uncompressed
 docker-archive) and prints how long each phase took: the export into the temp file beside the destination
 (``DockerStore.export``), our archive written from it (``save_archive``, fsync included) and the fsync alone.
+With ``--task``, each round also runs the same save as an ``ansible-playbook`` of one image_save task (in Ansible's
+worker, as bench_modules.py runs it) and prints the task's own ``duration_s``.
 
-    make bench-save-phases    # or: python bench/bench_save_phases.py --size 800 --rounds 3
+    make bench-save-phases    # or: python bench/bench_save_phases.py --size 800 --rounds 3 [--task]
 """
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +68,17 @@ def timed_run(command, env=None):
     return time.time() - started, done.stdout.strip()
 
 
+def task_command(work, host, dest):
+    """ansible-playbook of one image_save task, then a debug task printing its ``duration_s``."""
+    play = os.path.join(work, "save.yml")
+    with open(play, "w", encoding="utf-8") as out:
+        json.dump([{"hosts": "localhost", "gather_facts": False, "vars": {"ansible_python_interpreter": sys.executable},
+                    "tasks": [{"airgap.images.image_save": {"images": list(BENCH_SEPARATE.APPS), "dest": dest,
+                                                            "engine": "docker", "engine_host": host}, "register": "saved"},
+                              {"ansible.builtin.debug": {"msg": "task duration_s {{ saved.duration_s }}"}}]}], out)
+    return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", play]
+
+
 def collection_path(tree, work):
     """A directory whose ansible_collections/airgap/images is ``tree``, for PYTHONPATH."""
     top = os.path.join(work, "collections-%s" % abs(hash(tree)))
@@ -78,6 +93,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size", type=int, default=800, help="the images' layers in MB (default 800)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each (default 3)")
+    parser.add_argument("--task", action="store_true", help="also run the save as an image_save task of ansible-playbook")
     parser.add_argument("--tree", action="append", default=[],
                         help="a checkout of the collection to time (repeatable; default this one): every round runs "
                              "each, to compare two versions in one run")
@@ -93,11 +109,16 @@ def main():
         for tree in trees:
             runs.append(("core of " + os.path.basename(tree), [sys.executable, "-c", CORE, dockerd.host, dest] + list(BENCH_SEPARATE.APPS),
                          dict(os.environ, PYTHONPATH=collection_path(tree, work))))
+            if args.task:
+                runs.append(("task of " + os.path.basename(tree), task_command(work, dockerd.host, dest),
+                             dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_path(tree, work))))
         for round_number in range(1, args.rounds + 1):
             for label, command, env in runs:
                 if os.path.exists(dest):
                     os.unlink(dest)
                 seconds, printed = timed_run(command, env)
+                if label.startswith("task of "):
+                    printed = " ".join(re.findall(r"task duration_s [0-9.]+", printed))
                 print("round %d  %-20s %6.2f s  %s" % (round_number, label, seconds, printed), flush=True)
     finally:
         engines.close()
