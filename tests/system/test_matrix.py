@@ -14,6 +14,8 @@ those digests: our archives keep the source's manifests, so an image keeps its I
 """
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -185,8 +187,10 @@ def test_load_check_mode_then_unchanged_reload(playbook, engines, generation, bu
 def test_podman_reads_a_plain_archive_where_it_lies_and_loads_nothing_of_a_corrupt_one(engines, podman_generation, bundle,
                                                                                        tmp_path, monkeypatch):
     """Podman 5.8 is named the archive (``/libpod/local/images/load``) instead of being sent its bytes; Podman 4.3,
-    which cannot, is sent them. A corrupt archive is refused before Podman sees it, so no image of it is loaded
-    (Podman would load those before the corrupt one), and no hard link is left beside it."""
+    which cannot, is sent them, and so is a Podman that does not see the file (5.8 runs in a chroot that shares only
+    the host's /tmp, as a service in a container shares only what is mounted into it). A corrupt archive is refused
+    before Podman sees it, so no image of it is loaded (Podman would load those before the corrupt one), and no hard
+    link is left beside it."""
     if podman_generation.missing:
         pytest.skip("%s cannot run here: %s" % (podman_generation.name, podman_generation.missing))
     sent = []
@@ -201,22 +205,27 @@ def test_podman_reads_a_plain_archive_where_it_lies_and_loads_nothing_of_a_corru
         data = bytearray(source.read())
         data[offset + 600] ^= 1
         out.write(bytes(data))
-    for path, fails in ((corrupt, True), (bundle["all"], False)):
-        target = fresh(engines, podman_generation)
-        store = open_store("podman", "unix://" + target.engine.service())
-        try:
-            del sent[:]
-            if fails:
-                with pytest.raises(DigestMismatchError, match=layer.stored_digest):
+    unseen = tempfile.mkdtemp(prefix="airgap-unseen-", dir="/var/tmp")  # the chroot of Podman 5.8 sees the host's /tmp only
+    try:
+        hidden = shutil.copy(bundle["all"], unseen)
+        for path, fails, named in ((corrupt, True, in_place), (bundle["all"], False, in_place), (hidden, False, False)):
+            target = fresh(engines, podman_generation)
+            store = open_store("podman", "unix://" + target.engine.service())
+            try:
+                del sent[:]
+                if fails:
+                    with pytest.raises(DigestMismatchError, match=layer.stored_digest):
+                        store.load(path)
+                    assert target.tags() == {}
+                else:
                     store.load(path)
-                assert target.tags() == {}
-            else:
-                store.load(path)
-                assert sorted(target.tags()) == sorted([BASE, LIB] + APPS)
-            assert sent == ([] if in_place else [1]), "named in place" if in_place else "sent the bytes"
-        finally:
-            store.close()
-        assert not [name for name in os.listdir(os.path.dirname(path)) if name.startswith(".airgap-load-")]
+                    assert sorted(target.tags()) == sorted([BASE, LIB] + APPS)
+                assert sent == ([] if named else [1]), "%s: %s" % (path, "named in place" if named else "sent the bytes")
+            finally:
+                store.close()
+            assert not [name for name in os.listdir(os.path.dirname(path)) if name.startswith(".airgap-load-")]
+    finally:
+        shutil.rmtree(unseen)
 
 
 def test_tag_only_repair(playbook, engines, generation, bundle):
