@@ -19,10 +19,8 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 # bench_separate.py sits beside this script; importing it also puts the collection on sys.path
 import bench_separate as BENCH_SEPARATE  # noqa: E402  pylint: disable=wrong-import-position
@@ -57,15 +55,6 @@ started = time.time()
 operations.run_save(engine, operations.find_wanted(engine, sys.argv[3:]), sys.argv[2], "docker-archive", "none", None)
 print("save %.2f s: " % (time.time() - started) + ", ".join("%s %.2f s" % item for item in spent.items()))
 '''
-
-
-def timed_run(command, env=None):
-    os.sync()
-    started = time.time()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise SystemExit("%s failed: %s" % (command[0], (done.stdout + done.stderr)[-3000:]))
-    return time.time() - started, done.stdout.strip()
 
 
 def task_command(work, host, dest):
@@ -116,10 +105,11 @@ def main():
             for label, command, env in runs:
                 if os.path.exists(dest):
                     os.unlink(dest)
-                seconds, printed = timed_run(command, env)
+                row = BENCH_SEPARATE.measure(label, label, command, 0, None, env)  # after sync, as bench_modules
+                printed = row["stdout_tail"].strip()
                 if label.startswith("task of "):
                     printed = " ".join(re.findall(r"task duration_s [0-9.]+", printed))
-                print("round %d  %-20s %6.2f s  %s" % (round_number, label, seconds, printed), flush=True)
+                print("round %d  %-20s %6.2f s  %s" % (round_number, label, row["seconds"], printed), flush=True)
     finally:
         engines.close()
         shutil.rmtree(work, ignore_errors=True)
