@@ -41,12 +41,15 @@ def plan_load(store, images):
 def _present(store, image):
     """The store's copy of ``image`` (same config and layers), looked up by its tags, then by ID: the config
     digest, or a manifest digest (Docker's containerd image store knows images by that). A store that finds images by
-    manifest digest more cheaply than by reading them (containerd) is asked that first."""
+    manifest digest more cheaply than by reading them (containerd) is asked that first, and then whether it may hold
+    the image at all."""
     by_digest = getattr(store, "present_by_digest", None)
     if by_digest is not None and image.manifest is not None:
         found = by_digest(image)
         if found is not None:
             return found
+    if not getattr(store, "may_hold", _may_hold)(image):
+        return None
     names = [str(ref) for ref in image.references if ref.tag]
     if getattr(store, "finds_by_id", True):
         names += [image.id] + list(image.digests)
@@ -58,6 +61,11 @@ def _present(store, image):
         if found is not None and found.same_content(image):
             return found
     return None
+
+
+def _may_hold(image):  # pylint: disable=unused-argument
+    """Where a store cannot rule an image out cheaply, it is looked up."""
+    return True
 
 
 def check_layers_available(store, images):

@@ -83,37 +83,53 @@ class CountingContainerdStore(ContainerdImageStore):
 
 
 @pytest.mark.parametrize("generation", generation_params("containerd"))
-def test_containerd_finds_images_by_manifest_digest_in_two_ctr_runs(generation, engines, tmp_path):
-    """Planning a load of images containerd holds reads no manifest: a name pointing at the manifest digest and the
-    manifest and config in the content store are enough. An image whose config blob is gone is not taken as present:
-    reading the images then says which blob is missing."""
+def test_containerd_plans_a_load_in_two_ctr_runs(generation, engines, tmp_path):
+    """Planning a load reads no image of the namespace when it can answer from ``ctr images ls`` and ``ctr content ls``:
+    an image it holds is found by its manifest digest (a name points there, the manifest and config are in the
+    content store); an image whose config blob the content store lacks cannot be there under any name, so it is to
+    load (one that lost its config blob too: the load makes it whole again); an image held under another name is
+    found by its manifest digest, to be tagged."""
     if generation.missing:
         pytest.skip("%s cannot run here: %s" % (generation.name, generation.missing))
     daemon = engines.containerd(generation=generation)
     base = layer_from_bytes(layer_tar({"base/data": b"base" * 1000}), "base")
     made = {name: build_image([base, layer_from_bytes(layer_tar({name + "/data": name.encode() * 1000}), name)],
-                              [parse_reference("site/%s:1" % name)]) for name in ("app-a", "app-b", "app-c", "app-d")}
+                              [parse_reference("site/%s:1" % name)]) for name in ("app-a", "app-b", "app-c", "app-d", "new")}
     layout = OCIStore(str(tmp_path / "layout"))
     layout.import_images(list(made.values()))
-    images = layout.images()
-    assert all(image.manifest is not None for image in images)
+    every = layout.images()
+    assert all(image.manifest is not None for image in every)
+    images = [image for image in every if "site/new:1" not in image.repo_tags]
+    new = next(image for image in every if "site/new:1" in image.repo_tags)
     archive = str(tmp_path / "apps.tar")
     save_archive(images, archive)
     ContainerdImageStore(daemon.address, ctr=daemon.ctr_path).load(archive)
+    two_runs = [("images", "ls"), ("content", "ls")]
 
     store = CountingContainerdStore(daemon.address, ctr=daemon.ctr_path)
-    plan = plan_load(store, images)
-    assert not plan.changed and len(plan.present) == 4
-    assert store.ctr_runs == [("images", "ls"), ("content", "ls")]
+    plan = plan_load(store, images + [new])
+    assert not plan.to_tag and len(plan.present) == 4 and plan.to_load == [new]
+    assert store.ctr_runs == two_runs
     verify_loaded(store, images)  # the same answers, no more ctr runs
-    assert len(store.ctr_runs) == 2
+    assert store.ctr_runs == two_runs
 
     app_a = next(image for image in images if "site/app-a:1" in image.repo_tags)
     daemon.ctr("content", "rm", app_a.id)
     store = CountingContainerdStore(daemon.address, ctr=daemon.ctr_path)
-    with pytest.raises(ArchiveError, match="config blob %s is missing" % app_a.id):
-        plan_load(store, images)
-    assert ("content", "get") in store.ctr_runs  # the images were read, app-a's manifest included
+    plan = plan_load(store, images)
+    assert plan.to_load == [app_a] and len(plan.present) == 3
+    assert store.ctr_runs == two_runs
+    ContainerdImageStore(daemon.address, ctr=daemon.ctr_path).load(archive, images=["site/app-a:1"])
+    store = CountingContainerdStore(daemon.address, ctr=daemon.ctr_path)
+    assert len(plan_load(store, images).present) == 4
+    verify_loaded(store, images)
+
+    renamed = app_a.with_references([parse_reference("site/renamed:1")])
+    store = CountingContainerdStore(daemon.address, ctr=daemon.ctr_path)
+    plan = plan_load(store, [renamed])
+    assert [(image.repo_tags, [str(ref) for ref in missing]) for image, _present, missing in plan.to_tag] == [
+        (["site/renamed:1"], ["docker.io/site/renamed:1"])]
+    assert store.ctr_runs == two_runs  # a name points at its manifest: found by digest, to be tagged
 
 
 def test_thin_archive_loads_where_the_base_is_present(dockerd, dockerd_factory, containerd_factory, podman_factory,

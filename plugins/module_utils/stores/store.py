@@ -187,7 +187,8 @@ class OCIStore(_ModelStore, LayoutStore):
 
 class ContainerdImageStore(_ModelStore, ContainerdStore):
     """Reading an image costs two ``ctr`` runs, so the namespace's images are read once until the next change; an
-    image whose manifest or index digest is known is found without reading any (``present_by_digest``)."""
+    image whose manifest or index digest is known is found without reading any (``present_by_digest``), and one whose
+    config the content store lacks is known absent without reading any (``may_hold``)."""
 
     imports_files = True  # ``ctr images import`` reads archive files, not streams
     _read = None
@@ -215,11 +216,19 @@ class ContainerdImageStore(_ModelStore, ContainerdStore):
                 break
         else:
             return None
-        if self._content is None:
-            self._content = self.content_digests()
-        if not set(documents + [image.id]) <= self._content:
+        if not set(documents + [image.id]) <= self._held_content():
             return None
         return StoreImage(image.id, _references(names), image.diff_ids, image.id, image.digests, digest)
+
+    def may_hold(self, image):
+        """Whether any image of the namespace can be ``image``: every image that is holds its config blob, so where the
+        content store has no such blob no image needs reading (one ``ctr content ls`` answers for all images)."""
+        return image.id in self._held_content()
+
+    def _held_content(self):
+        if self._content is None:
+            self._content = self.content_digests()
+        return self._content
 
     def held_layers(self):
         return self.layer_ids()
