@@ -1,24 +1,29 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) airgap.images contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Where a save from Docker spends its time, beside ``docker save -o`` of the same images, by the core alone.
+"""Where a save from Docker or Podman spends its time, beside the engine's own save of the same images, by the core alone.
 
-Builds base, lib and two apps in a private dockerd (as bench/bench_separate.py does, ``--size`` MB of layers), then
-runs, ``--rounds`` times and alternating, each in a process of its own after ``sync``: ``docker save -o`` of the two
-apps, and a Python process that saves them with the core (``operations.run_save`` into an uncompressed
-docker-archive) and prints how long each phase took: the export into the temp file beside the destination
-(``DockerStore.export``), our archive written from it (``save_archive``, fsync included) and the fsync alone.
+Builds base, lib and two apps in a private dockerd (as bench/bench_separate.py does, ``--size`` MB of layers; with
+``--engine podman`` they are then ``docker save``d and loaded into a private Podman 4.3 behind its API service), then
+runs, ``--rounds`` times and alternating, each in a process of its own after ``sync``: ``docker save -o`` (or ``podman
+save -m -o``) of the two apps, and a Python process that saves them with the core (``operations.run_save`` into an
+uncompressed docker-archive) and prints how long each phase took: the export into the temp file beside the
+destination (``DockerStore.export``) and when its first byte arrived, our archive written from it (``save_archive``,
+fsync included) and the fsync alone. Every run also prints the CPU seconds the daemon (dockerd, or Podman's service)
+spent meanwhile, those of the run (with its children), and how many of the machine's CPU seconds went idle.
 With ``--task``, each round also runs the same save as an ``ansible-playbook`` of one image_save task (in Ansible's
 worker, as bench_modules.py runs it) and prints the task's own ``duration_s``.
 
-    make bench-save-phases    # or: python bench/bench_save_phases.py --size 800 --rounds 3 [--task]
+    make bench-save-phases    # or: python bench/bench_save_phases.py --size 800 --rounds 3 [--task] [--engine podman]
 """
 
 import argparse
 import json
 import os
 import re
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -48,24 +53,72 @@ def timed(owner, name, label):
 from ansible_collections.airgap.images.plugins.module_utils import operations
 from ansible_collections.airgap.images.plugins.module_utils.stores import docker, store
 timed(docker.DockerStore, "export", "export")
+stream_export = docker.DockerStore._stream_export
+
+
+class FirstByte:
+    """The export's sink, noting when the engine's first bytes arrive (Docker 20.10 sends none until its temp copy of
+    the images is complete)."""
+
+    def __init__(self, sink):
+        self.sink, self.started = sink, time.time()
+
+    def write(self, data):
+        spent.setdefault("export's first byte", time.time() - self.started)
+        return self.sink.write(data)
+
+
+docker.DockerStore._stream_export = lambda self, names, sink: stream_export(self, names, FirstByte(sink))
 timed(operations, "save_archive", "archive written")
 timed(os, "fsync", "of which fsync")
-engine = store.open_store("docker", sys.argv[1])
+engine = store.open_store(sys.argv[1], sys.argv[2])
 started = time.time()
-operations.run_save(engine, operations.find_wanted(engine, sys.argv[3:]), sys.argv[2], "docker-archive", "none", None)
+operations.run_save(engine, operations.find_wanted(engine, sys.argv[4:]), sys.argv[3], "docker-archive", "none", None)
 print("save %.2f s: " % (time.time() - started) + ", ".join("%s %.2f s" % item for item in spent.items()))
 '''
 
 
-def task_command(work, host, dest):
+def cpu_seconds(pid):
+    """(the CPU seconds of process ``pid``, those of every command run so far, idle CPU seconds of the machine, all CPU seconds)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open("/proc/stat", encoding="ascii") as handle:
+        machine = [int(value) for value in handle.readline().split()[1:]]
+    return ((int(fields[11]) + int(fields[12])) / tick, children.ru_utime + children.ru_stime,
+            (machine[3] + machine[4]) / tick, sum(machine[:8]) / tick)
+
+
+def task_command(work, engine, host, dest, names):
     """ansible-playbook of one image_save task, then a debug task printing its ``duration_s``."""
     play = os.path.join(work, "save.yml")
     with open(play, "w", encoding="utf-8") as out:
         json.dump([{"hosts": "localhost", "gather_facts": False, "vars": {"ansible_python_interpreter": sys.executable},
-                    "tasks": [{"airgap.images.image_save": {"images": list(BENCH_SEPARATE.APPS), "dest": dest,
-                                                            "engine": "docker", "engine_host": host}, "register": "saved"},
+                    "tasks": [{"airgap.images.image_save": {"images": names, "dest": dest, "engine": engine, "engine_host": host},
+                               "register": "saved"},
                               {"ansible.builtin.debug": {"msg": "task duration_s {{ saved.duration_s }}"}}]}], out)
     return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", play]
+
+
+def start_engine(engines, kind, work, size):
+    """The apps in a private engine of ``kind``: (host, its daemon's pid, the names to save, the native save command
+    for a destination). For Podman they are built in a dockerd, then ``docker save``d and ``podman load``ed."""
+    dockerd = engines.dockerd()
+    BENCH_SEPARATE.build_images(dockerd, work, size)
+    apps = list(BENCH_SEPARATE.APPS)
+    if kind == "docker":
+        return dockerd.host, dockerd.pid, apps, lambda dest: ([DOCKER_CLI, "-H", dockerd.host, "save", "-o", dest] + apps, None)
+    saved = os.path.join(work, "docker-save.tar")
+    subprocess.run([DOCKER_CLI, "-H", dockerd.host, "save", "-o", saved] + apps, check=True, capture_output=True)
+    engines.stop(dockerd)
+    shutil.rmtree(dockerd.dir, ignore_errors=True)
+    podman = engines.podman()
+    host = "unix://" + podman.service()
+    podman.cli("load", "-i", saved, timeout=1800)
+    os.unlink(saved)
+    names = ["localhost/" + app for app in apps]  # podman's name for a familiar docker-archive tag
+    return host, podman._service.pid, names, lambda dest: (podman.command(["save", "-m", "-o", dest] + names), podman.env())  # pylint: disable=protected-access
 
 
 def collection_path(tree, work):
@@ -82,6 +135,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size", type=int, default=800, help="the images' layers in MB (default 800)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each (default 3)")
+    parser.add_argument("--engine", choices=("docker", "podman"), default="docker",
+                        help="Docker 20.10 (default) or Podman 4.3 through its API service")
     parser.add_argument("--task", action="store_true", help="also run the save as an image_save task of ansible-playbook")
     parser.add_argument("--tree", action="append", default=[],
                         help="a checkout of the collection to time (repeatable; default this one): every round runs "
@@ -91,25 +146,27 @@ def main():
     work = tempfile.mkdtemp(prefix="airgap-bench-save-phases-", dir="/var/tmp")
     engines = Engines()
     try:
-        dockerd = engines.dockerd()
-        BENCH_SEPARATE.build_images(dockerd, work, args.size)
+        host, daemon_pid, names, native = start_engine(engines, args.engine, work, args.size)
         dest = os.path.join(work, "out.tar")
-        runs = [("docker save -o", [DOCKER_CLI, "-H", dockerd.host, "save", "-o", dest] + list(BENCH_SEPARATE.APPS), None)]
+        runs = [("%s save" % args.engine, ) + native(dest)]
         for tree in trees:
-            runs.append(("core of " + os.path.basename(tree), [sys.executable, "-c", CORE, dockerd.host, dest] + list(BENCH_SEPARATE.APPS),
+            runs.append(("core of " + os.path.basename(tree), [sys.executable, "-c", CORE, args.engine, host, dest] + names,
                          dict(os.environ, PYTHONPATH=collection_path(tree, work))))
             if args.task:
-                runs.append(("task of " + os.path.basename(tree), task_command(work, dockerd.host, dest),
+                runs.append(("task of " + os.path.basename(tree), task_command(work, args.engine, host, dest, names),
                              dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_path(tree, work))))
         for round_number in range(1, args.rounds + 1):
             for label, command, env in runs:
                 if os.path.exists(dest):
                     os.unlink(dest)
+                before = cpu_seconds(daemon_pid)
                 row = BENCH_SEPARATE.measure(label, label, command, 0, None, env)  # after sync, as bench_modules
+                cpu = [after - earlier for after, earlier in zip(cpu_seconds(daemon_pid), before)]
                 printed = row["stdout_tail"].strip()
                 if label.startswith("task of "):
                     printed = " ".join(re.findall(r"task duration_s [0-9.]+", printed))
                 print("round %d  %-20s %6.2f s  %s" % (round_number, label, row["seconds"], printed), flush=True)
+                print("         CPU s: the daemon %.2f, the command %.2f, the machine idle %.2f of %.2f" % tuple(cpu), flush=True)
     finally:
         engines.close()
         shutil.rmtree(work, ignore_errors=True)
