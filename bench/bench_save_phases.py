@@ -101,10 +101,10 @@ def task_command(work, engine, host, dest, names):
     return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", play]
 
 
-def start_engine(engines, kind, work, size):
+def start_engine(engines, kind, work, size, generation=None):
     """The apps in a private engine of ``kind``: (host, its daemon's pid, the names to save, the native save command
     for a destination). For Podman they are built in a dockerd, then ``docker save``d and ``podman load``ed."""
-    dockerd = engines.dockerd()
+    dockerd = engines.dockerd(generation=generation if kind == "docker" else None)
     BENCH_SEPARATE.build_images(dockerd, work, size)
     apps = list(BENCH_SEPARATE.APPS)
     if kind == "docker":
@@ -137,6 +137,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each (default 3)")
     parser.add_argument("--engine", choices=("docker", "podman"), default="docker",
                         help="Docker 20.10 (default) or Podman 4.3 through its API service")
+    parser.add_argument("--generation", help="for docker: the engine generation (docker20, the default, docker28, "
+                        "docker28-containerd-store; tests/system/matrix.py)")
     parser.add_argument("--task", action="store_true", help="also run the save as an image_save task of ansible-playbook")
     parser.add_argument("--tree", action="append", default=[],
                         help="a checkout of the collection to time (repeatable; default this one): every round runs "
@@ -146,7 +148,7 @@ def main():
     work = tempfile.mkdtemp(prefix="airgap-bench-save-phases-", dir="/var/tmp")
     engines = Engines()
     try:
-        host, daemon_pid, names, native = start_engine(engines, args.engine, work, args.size)
+        host, daemon_pid, names, native = start_engine(engines, args.engine, work, args.size, args.generation)
         dest = os.path.join(work, "out.tar")
         runs = [("%s save" % args.engine, ) + native(dest)]
         for tree in trees:
