@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive, save_archive
-from ansible_collections.airgap.images.plugins.module_utils.errors import ArchiveError, StoreError
+from ansible_collections.airgap.images.plugins.module_utils.errors import StoreError
 from ansible_collections.airgap.images.plugins.module_utils.loading import plan_load, verify_loaded
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import ContainerdImageStore, OCIStore, open_store
