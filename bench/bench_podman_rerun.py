@@ -5,40 +5,27 @@
 
 Starts a private Podman of ``--generation`` (podman43, the default, or podman58: tests/system/matrix.py), loads a
 100 KB image into it with the core, then runs ``--rounds`` times, for each ``--tree`` in turn, one
-``ansible-playbook -i localhost, -c local`` of an image_load task of that image (in Ansible's worker), and prints the
-whole run's wall seconds and the task's own ``duration_s``. Every run must report ``changed=False``.
+``ansible-playbook -i localhost, -c local`` of an image_load task of that image (in Ansible's worker, after ``sync``,
+under GNU time), and prints the whole run's wall seconds and the task's own ``duration_s``. Every run must report ``changed=False``.
 
     python bench/bench_podman_rerun.py --generation podman43 --tree /tmp/base --tree .
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 
-# bench_save_phases.py sits beside this script; importing it also puts the collection on sys.path
+# bench_save_phases.py and bench_separate.py sit beside this script; importing them also puts the collection on sys.path
 import bench_save_phases as BENCH_SAVE_PHASES  # noqa: E402  pylint: disable=wrong-import-position
+import bench_separate as BENCH_SEPARATE  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import save_archive  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.airgap.images.plugins.module_utils.stores.store import open_store  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.airgap.images.tests.system.engines import Engines  # noqa: E402  pylint: disable=wrong-import-position
-
-
-def write_play(work, src, host):
-    play = os.path.join(work, "load.yml")
-    with open(play, "w", encoding="utf-8") as out:
-        json.dump([{"hosts": "localhost", "gather_facts": False, "vars": {"ansible_python_interpreter": sys.executable},
-                    "tasks": [{"airgap.images.image_load": {"src": src, "engine": "podman", "engine_host": host}, "register": "loaded"},
-                              {"ansible.builtin.debug": {"msg": "task duration_s {{ loaded.duration_s }} changed {{ loaded.changed }}"}}]}],
-                  out)
-    return play
 
 
 def main():
@@ -59,18 +46,15 @@ def main():
         store = open_store("podman", host)
         store.load(src)
         store.close()
-        play = write_play(work, src, host)
-        playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+        command = BENCH_SAVE_PHASES.task_command(work, "image_load", {"src": src, "engine": "podman", "engine_host": host})
         for round_number in range(1, args.rounds + 1):
             for tree in trees:
                 env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=BENCH_SAVE_PHASES.collection_path(tree, work))
-                started = time.time()
-                done = subprocess.run([playbook, "-i", "localhost,", "-c", "local", play], env=env, capture_output=True, text=True, check=False)
-                elapsed = time.time() - started
-                printed = re.findall(r"task duration_s [0-9.]+ changed \w+", done.stdout)
-                if done.returncode != 0 or not printed or not printed[0].endswith("changed False"):
-                    raise SystemExit("%s: the re-run failed or changed something:\n%s" % (tree, done.stdout[-3000:]))
-                print("round %d  %-30s %5.2f s  %s" % (round_number, tree, elapsed, printed[0]), flush=True)
+                row = BENCH_SEPARATE.measure("re-run of " + tree, "image_load", command, 0, None, env)  # after sync, as every bench
+                printed = re.findall(r"task duration_s [0-9.]+ changed \w+", row["stdout_tail"])
+                if not printed or not printed[0].endswith("changed False"):
+                    raise SystemExit("%s: the re-run changed something:\n%s" % (tree, row["stdout_tail"]))
+                print("round %d  %-30s %5.2f s  %s" % (round_number, tree, row["seconds"], printed[0]), flush=True)
     finally:
         engines.close()
         shutil.rmtree(work, ignore_errors=True)

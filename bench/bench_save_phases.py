@@ -90,14 +90,15 @@ def cpu_seconds(pid):
             (machine[3] + machine[4]) / tick, sum(machine[:8]) / tick)
 
 
-def task_command(work, engine, host, dest, names):
-    """ansible-playbook of one image_save task, then a debug task printing its ``duration_s``."""
-    play = os.path.join(work, "save.yml")
+def task_command(work, module, options):
+    """ansible-playbook of one airgap.images ``module`` task (in Ansible's worker), then a debug task printing its
+    ``duration_s`` and ``changed``."""
+    play = os.path.join(work, module + ".yml")
     with open(play, "w", encoding="utf-8") as out:
         json.dump([{"hosts": "localhost", "gather_facts": False, "vars": {"ansible_python_interpreter": sys.executable},
-                    "tasks": [{"airgap.images.image_save": {"images": names, "dest": dest, "engine": engine, "engine_host": host},
-                               "register": "saved"},
-                              {"ansible.builtin.debug": {"msg": "task duration_s {{ saved.duration_s }}"}}]}], out)
+                    "tasks": [{"airgap.images." + module: options, "register": "done"},
+                              {"ansible.builtin.debug": {"msg": "task duration_s {{ done.duration_s }} changed {{ done.changed }}"}}]}],
+                  out)
     return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", play]
 
 
@@ -155,7 +156,8 @@ def main():
             runs.append(("core of " + os.path.basename(tree), [sys.executable, "-c", CORE, args.engine, host, dest] + names,
                          dict(os.environ, PYTHONPATH=collection_path(tree, work))))
             if args.task:
-                runs.append(("task of " + os.path.basename(tree), task_command(work, args.engine, host, dest, names),
+                runs.append(("task of " + os.path.basename(tree),
+                             task_command(work, "image_save", {"images": names, "dest": dest, "engine": args.engine, "engine_host": host}),
                              dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_path(tree, work))))
         for round_number in range(1, args.rounds + 1):
             for label, command, env in runs:

@@ -48,7 +48,8 @@ def _present(store, image):
         found = by_digest(image)
         if found is not None:
             return found
-    if not getattr(store, "may_hold", _may_hold)(image):
+    may_hold = getattr(store, "may_hold", None)
+    if may_hold is not None and not may_hold(image):
         return None
     names = [str(ref) for ref in image.references if ref.tag]
     if getattr(store, "finds_by_id", True):
@@ -61,11 +62,6 @@ def _present(store, image):
         if found is not None and found.same_content(image):
             return found
     return None
-
-
-def _may_hold(image):  # pylint: disable=unused-argument
-    """Where a store cannot rule an image out cheaply, it is looked up."""
-    return True
 
 
 def check_layers_available(store, images):
