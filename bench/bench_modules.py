@@ -402,6 +402,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every store's rows this many times, one round after the other, and report each row's "
                              "median (default 1; single runs on a 2-core VM vary by 20-30 %%)")
+    parser.add_argument("--generation", help="the dockerd that builds the images and serves the docker rows: docker20 (the "
+                                             "default, Debian 12's), docker28 or docker28-containerd-store (Docker 29's "
+                                             "default image store; tests/system/matrix.py)")
     args = parser.parse_args()
     stores = [store for store in args.stores.split(",") if store]
     unknown = sorted(set(stores) - set(STORES))
@@ -412,8 +415,9 @@ def main():
     engines = Engines()
     try:
         collections, our_version = install_collection(work)
-        say("starting a private dockerd and building base, lib and two apps, %d MB in all" % args.size)
-        dockerd = engines.dockerd()
+        say("starting a private dockerd (%s) and building base, lib and two apps, %d MB in all"
+            % (args.generation or "docker20", args.size))
+        dockerd = engines.dockerd(generation=args.generation)
         image_bytes = BENCH_SEPARATE.build_images(dockerd, work, args.size)
         dockerd.cli("save", "-o", os.path.join(work, "docker-save.tar"), *APPS, timeout=1800)
         if args.rounds > 1 and "docker" in stores:

@@ -158,11 +158,13 @@ class Image:
     multi-platform image) and ``platform`` its entry's platform there. ``digests`` are every digest the image is
     known by: its manifest's, its index's, and what else the source named (RepoDigests). ``referrers`` are artifacts
     that travel with it when asked: manifests whose ``subject`` it is (SBOMs, signatures, attestations) and
-    BuildKit's attestation manifests in its index; they are never given to an engine as images.
+    BuildKit's attestation manifests in its index; they are never given to an engine as images. ``converted_from``
+    is, for an image a conversion gave a new manifest, the digest (index's, else manifest's) of the image it was first
+    made from: the only name an engine that keys images on manifest digests knows the source by.
     """
 
     def __init__(self, config_bytes, layers, references=(), digests=(), what="image", manifest=None, index=None,
-                 platform=None, referrers=()):
+                 platform=None, referrers=(), converted_from=None):
         self.config_bytes = bytes(config_bytes)
         self.config = parse_config(self.config_bytes, what)
         self.id = sha256_digest(self.config_bytes)
@@ -174,6 +176,7 @@ class Image:
         self.platform = platform
         self.referrers = list(referrers)
         self.digests = _unique([doc.digest for doc in (manifest, index) if doc is not None] + list(digests))
+        self.converted_from = converted_from
         self.what = what
         if len(self.layers) != len(self.diff_ids):
             raise ArchiveError("%s: layers length mismatch: the config lists %d DiffIDs, the manifest %d layers"
@@ -234,7 +237,7 @@ class Image:
     def _copy(self, **changes):
         fields = dict(config_bytes=self.config_bytes, layers=self.layers, references=self.references,
                       digests=self.digests, what=self.what, manifest=self.manifest, index=self.index, platform=self.platform,
-                      referrers=self.referrers)
+                      referrers=self.referrers, converted_from=self.converted_from)
         fields.update(changes)
         return Image(**fields)
 
@@ -253,7 +256,8 @@ class Image:
     def without_manifest(self):
         """The same config and layers, with no manifest or index: a writer makes a new manifest (a conversion)."""
         kept = [digest for digest in self.digests if digest not in (self.manifest_digest, self.index_digest)]
-        return self._copy(manifest=None, index=None, platform=None, digests=kept, referrers=[])
+        return self._copy(manifest=None, index=None, platform=None, digests=kept, referrers=[],
+                          converted_from=self.converted_from or self.digest)
 
     def with_referrers(self, referrers):
         """The same image with these artifacts travelling with it (none: ``[]``)."""

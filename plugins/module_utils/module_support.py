@@ -90,6 +90,7 @@ def describe_images(images, converted=False):
     source's (``kept``), one made because the source had none (``made``), or a conversion asked for (``converted``)."""
     return [{"id": image.id, "repo_tags": sorted(image.repo_tags), "diff_ids": list(image.diff_ids), "size": image.size,
              "manifest_digest": image.manifest_digest, "index_digest": image.index_digest, "platform": image.platform_name,
+             "converted_from": image.converted_from,
              "manifest": "kept" if image.manifest is not None else ("converted" if converted else "made"),
              "layers": [{"diff_id": layer.diff_id, "digest": image.layer_blob_digest(layer), "compression": layer.compression
                          if image.manifest is not None else None} for layer in image.layers]}

@@ -36,9 +36,6 @@ class Wanted:
         reference = parse_image_selector(selector).reference
         self.tags = [reference.familiar()] if reference is not None and reference.tag and not reference.digest else []
 
-    def line(self):
-        return "%s %s" % (self.store_image.config_digest or self.store_image.id, ",".join(self.tags) or "<untagged>")
-
 
 def find_wanted(store, selectors, referrers=False):
     """The Wanted of each selector; with ``referrers``, a registry also says what is attached to each image."""
@@ -70,8 +67,18 @@ def after_lines(wanted, existing, keeps_others=False):
     for image in existing if keeps_others else ():
         tags.setdefault(image.id, set()).update(set(image.repo_tags) - claimed)
     for item in wanted:
-        tags.setdefault(item.store_image.config_digest or item.store_image.id, set()).update(item.tags)
+        tags.setdefault(_archive_id(item.store_image, existing), set()).update(item.tags)
     return sorted("%s %s" % (image_id, ",".join(sorted(names)) or "<untagged>") for image_id, names in tags.items())
+
+
+def _archive_id(store_image, existing):
+    """The ID (config digest) ``store_image`` has in an archive: the one the store gives, else (Docker's containerd
+    store gives only digests) that of the archive image it is, kept or converted, else the store's ID."""
+    if store_image.config_digest:
+        return store_image.config_digest
+    held = next((image for image in existing if store_image.same_content(image)
+                 or (image.converted_from == store_image.digest and image.diff_ids == store_image.diff_ids)), None)
+    return held.id if held is not None else store_image.id
 
 
 def save_reason(wanted, dest, archive_format, compression, force, convert=False, referrers=False, prune=False):
@@ -153,9 +160,11 @@ def _attachments_held(held, wanted, incremental):
 
 def _holds(store_image, image, layer_compression, convert):
     """Whether archive ``image`` is what saving ``store_image`` (a wanted image, or one platform of it) writes: its
-    manifest kept, or one we made as asked."""
+    manifest kept, or one we made as asked. A store that gives no config digest (Docker's containerd store: only the
+    manifest's or index's) holds the image a conversion made when that is the digest it was converted from."""
     if convert or store_image.digest is None:
-        same_config = image.id == (store_image.config_digest or store_image.id)
+        same_config = (image.id == store_image.config_digest if store_image.config_digest
+                       else image.converted_from == store_image.digest)
         return same_config and image.diff_ids == store_image.diff_ids and layout_compression([image]) == layer_compression
     return store_image.same_content(image)
 
@@ -277,7 +286,7 @@ def _image_info(image, verify):
             entry["verified"] = True
         layers.append(entry)
     return {"id": image.id, "repo_tags": sorted(image.repo_tags), "digests": image.digests,
-            "manifest_digest": image.manifest_digest, "index_digest": image.index_digest,
+            "manifest_digest": image.manifest_digest, "index_digest": image.index_digest, "converted_from": image.converted_from,
             "manifest_media_type": image.manifest.media_type if image.manifest is not None else None,
             "platform": image.platform_name, "platform_descriptor": image.platform,
             "os": image.os, "architecture": image.architecture, "variant": image.variant,

@@ -120,6 +120,12 @@ images:
       description: Digest of the multi-platform index the image is one platform of (what a digest-pinned reference names), or null.
       type: str
       sample: sha256:2f3a8e2a3bc0f0bd8d9b1e7f8a5c6d4e3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e
+    converted_from:
+      description:
+        - For an image a conversion gave a new manifest (O(airgap.images.image_save#module:convert)), the digest (index's, else
+          manifest's) of the image it was first made from, as the archive records it; null for any other image.
+      type: str
+      sample: null
     platform:
       description: The image's platform, C(os/architecture[/variant]) (its index entry's, else its config's).
       type: str

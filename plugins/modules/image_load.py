@@ -162,6 +162,12 @@ images:
       description: Digest of the multi-platform index the image is one platform of (null for a single-platform image).
       type: str
       sample: null
+    converted_from:
+      description:
+        - For an image a conversion gave a new manifest (O(airgap.images.image_save#module:convert)), the digest (index's, else
+          manifest's) of the image it was first made from, as the archive records it; null for any other image.
+      type: str
+      sample: null
     platform:
       description: The image's platform (of a multi-platform image, the one loaded - the host's unless O(platform) names another).
       type: str

@@ -94,7 +94,9 @@ options:
         loaded. Images whose source has no manifest (Docker's classic store) get one made here, deterministically.
       - With V(true), every image gets a new manifest, its layers uncompressed in an archive or compressed as
         O(compression) says in an O(format=oci-dir). Converted images have new manifest digests (RV(images[].manifest)
-        says V(converted)); their config digests (image IDs) stay.
+        says V(converted)); their config digests (image IDs) stay. Each converted image's C(index.json) entry records
+        the digest of the image it was made from (annotation C(org.airgap-images.image.converted-from)), so that a
+        re-run from an engine that knows images only by that digest (Docker's containerd image store) finds it saved.
     type: bool
     default: false
   referrers:
@@ -238,6 +240,12 @@ images:
       description: Digest of the multi-platform index the image is one platform of, kept as it came; null for a single-platform image.
       type: str
       sample: sha256:2f3a8e2a3bc0f0bd8d9b1e7f8a5c6d4e3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e
+    converted_from:
+      description:
+        - For an image a conversion gave a new manifest (O(airgap.images.image_save#module:convert)), the digest (index's, else
+          manifest's) of the image it was first made from, as the archive records it; null for any other image.
+      type: str
+      sample: null
     platform:
       description: The image's platform, C(os/architecture[/variant]).
       type: str

@@ -21,9 +21,12 @@ description:
     M(airgap.images.image_archive_info) reads it and M(airgap.images.image_load) loads it, with O(airgap.images.image_load#module:separated).
   - C(manifest) has isula-build's fields (C(app), C(appHash), C(appLayers), C(lib), C(libHash), C(libImageName), C(libLayers),
     C(base), C(baseHash), C(baseImageName), C(baseLayer) — a string when the base has one layer, a list otherwise) and, under
-    C(airgap), the image IDs, DiffIDs, compression and sizes.
+    C(airgap), the image IDs (config digests), the manifest and index digests each image is known by, DiffIDs,
+    compression and sizes.
   - Idempotent. When C(manifest) already describes exactly these images and every file hashes to its recorded sum,
-    nothing is read from the source and the task reports C(ok). A tarball's hash is remembered on the file (the
+    nothing is read from the source and the task reports C(ok). An image is the recorded one when its config digest
+    is; where the engine gives no config digest without an export (Docker's containerd image store, Docker 29's
+    default), when the manifest or index digest the engine knows it by is one the manifest records for it. A tarball's hash is remembered on the file (the
     extended attribute C(user.airgap-images.sha256), with the size and modification time it is of, where the
     filesystem keeps extended attributes), so a re-run reads only the tarballs that changed since they were written or
     last hashed. Tarballs are written under temporary names and renamed
@@ -192,8 +195,8 @@ def from_images(candidates, selectors):
 
 def from_store(store, selectors):
     """Planning metadata from the store alone: no layer is read."""
-    return [separated.ImageMeta(item.store_image.config_digest or item.store_image.id, item.store_image.diff_ids,
-                                separated.selected_tags(item.selector, item.store_image.repo_tags))
+    return [separated.ImageMeta(item.store_image.config_digest, [item.store_image.digest] if item.store_image.digest else [],
+                                item.store_image.diff_ids, separated.selected_tags(item.selector, item.store_image.repo_tags))
             for item in find_wanted(store, selectors)]
 
 

@@ -27,6 +27,8 @@ def register_markers(config):
 # The behaviour each test of test_matrix.py asserts, for the table printed at the end of a run.
 BEHAVIOURS = {
     "test_save_then_unchanged_resave": "save + unchanged re-save",
+    "test_save_then_unchanged_resave/convert": "convert + unchanged re-save",
+    "test_separate_then_unchanged_reseparate": "separate + unchanged re-run",
     "test_load_check_mode_then_unchanged_reload": "check mode, load + unchanged re-load",
     "test_save_then_load_elsewhere_keeps_the_source_ids": "save, load elsewhere: same IDs",
     "test_tag_only_repair": "tag repair",
@@ -34,6 +36,14 @@ BEHAVIOURS = {
     "test_load_after_removing_only_the_app_touches_nothing_else": "app removed, re-load: only it changes",
     "test_rollout_converges_and_reruns_unchanged": "rollout converges, re-run 0 changed",
 }
+
+
+def _generation_and_variant(ident):
+    """``docker28-containerd-store-convert`` -> (``docker28-containerd-store``, ``convert``): the longest generation
+    name the test id starts with, and the rest (a test's own parameter)."""
+    names = [gen.name for gen in generations() if ident == gen.name or ident.startswith(gen.name + "-")]
+    gen = max(names, key=len, default=ident)
+    return gen, ident[len(gen) + 1:]
 
 
 class MatrixTable:
@@ -45,7 +55,9 @@ class MatrixTable:
     def record(self, report):
         if "test_matrix.py::" not in report.nodeid or "[" not in report.nodeid:
             return
-        test, gen = report.nodeid.split("::", 1)[1].rstrip("]").split("[", 1)
+        test, ident = report.nodeid.split("::", 1)[1].rstrip("]").split("[", 1)
+        gen, variant = _generation_and_variant(ident)
+        test += "/" + variant if variant and variant != "as-is" else ""
         if test not in BEHAVIOURS or (report.when != "call" and report.passed):
             return
         if hasattr(report, "wasxfail"):

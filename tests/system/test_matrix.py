@@ -5,7 +5,8 @@
 
 Each test runs once per generation (docker20, docker28, docker28-containerd-store, containerd16, containerd21,
 podman43, podman58 on Debian 12; select one with ``-m docker28`` and so on).  A generation that cannot run on this
-machine is skipped with the reason.  The behaviours: save and an unchanged re-save, load and an unchanged re-load,
+machine is skipped with the reason.  The behaviours: save and an unchanged re-save (as is, and converted), separate
+and an unchanged re-run, load and an unchanged re-load,
 check mode, tag-only repair, a thin load, and the rollout role converging with a re-run that changes nothing;
 each checks the status word ``ansible-playbook`` prints and that Ansible printed no warning.
 
@@ -103,10 +104,10 @@ def qualified(name):
     return "docker.io/" + name
 
 
-def run_task(playbook, name, module, args, target, check=False):
+def run_task(playbook, name, module, args, target, check=False, diff=False):
     """Run one named task; return (result, the status word Ansible printed); fails on any Ansible warning."""
     task = {"name": name, module: args, "environment": target.environment()}
-    done = playbook.play([task], check=check)
+    done = playbook.play([task], check=check, diff=diff)
     assert warning_lines(done.stdout) + warning_lines(done.stderr) == [], done.stdout[-3000:]
     assert recap(done.stdout)["skipped"] == 0, done.stdout[-2000:]  # no result key made Ansible think so
     return done.results[0], task_status(done.stdout, name)
@@ -141,7 +142,10 @@ def fresh(engines, generation):
     return Target(generation, engines.engine(generation))
 
 
-def test_save_then_unchanged_resave(playbook, engines, generation, bundle, docker_images, tmp_path):
+@pytest.mark.parametrize("convert", [False, True], ids=["as-is", "convert"])
+def test_save_then_unchanged_resave(playbook, engines, generation, bundle, docker_images, tmp_path, convert):
+    """A save, then a re-save that changes nothing; with ``convert`` (new manifests, layers uncompressed) too, where
+    the engine may know the images only by digests the converted archive does not have."""
     source = fresh(engines, generation)
     expected = {name: docker_images[name].diff_ids for name in APPS}
     if generation.kind == "docker":  # built there, as users' images are (Docker 28's containerd store: gzip layers)
@@ -150,17 +154,23 @@ def test_save_then_unchanged_resave(playbook, engines, generation, bundle, docke
     else:
         source.load(bundle["all"])
     dest = str(tmp_path / "apps.tar")
-    args = dict(images=APPS, dest=dest, **source.options())
+    args = dict(images=APPS, dest=dest, convert=convert, **source.options())
     predicted, word = run_task(playbook, "save (check)", "airgap.images.image_save", args, source, check=True)
     assert word == "changed" and predicted["changed"] and not os.path.exists(dest)
     saved, word = run_task(playbook, "save", "airgap.images.image_save", args, source)
     assert word == "changed" and saved["changed"]
+    if convert:
+        assert [image["manifest"] for image in saved["images"]] == ["converted", "converted"]
+        if generation.kind == "containerd" or generation.store == "containerd":  # the engine's ID is the source's digest
+            held = source.tags()
+            assert {image["repo_tags"][0]: image["converted_from"] for image in saved["images"]} == {name: held[name] for name in APPS}
     with open_archive(dest) as archive:
         assert sorted(tag for image in archive.images for tag in image.repo_tags) == sorted(APPS)
         assert {image.repo_tags[0]: image.diff_ids for image in archive.images} == expected
     mtime = os.stat(dest).st_mtime_ns
-    again, word = run_task(playbook, "save again", "airgap.images.image_save", args, source)
+    again, word = run_task(playbook, "save again", "airgap.images.image_save", args, source, diff=True)
     assert word == "ok" and not again["changed"], again["msg"]
+    assert again["diff"]["before"] == again["diff"]["after"] and again["diff"]["before"].count("sha256:") == 2, again["diff"]
     assert os.stat(dest).st_mtime_ns == mtime
 
 
@@ -301,20 +311,20 @@ def test_rollout_converges_and_reruns_unchanged(collections_path, engines, gener
 
 
 def saved_from_a_source(playbook, engines, generation, bundle, tmp_path, names):
-    """A fresh engine holding the test images (built there when it is Docker, as users' images are), and the
-    archive image_save wrote of ``names``."""
+    """A fresh engine holding the test images (built there when it is Docker, as users' images are), the archive
+    image_save wrote of ``names``, and the task's result."""
     source = fresh(engines, generation)
     if generation.kind == "docker":
         build_test_images(source.engine, str(tmp_path / "build"))
     else:
         source.load(bundle["all"])
     dest = str(tmp_path / "saved.tar")
-    run_task(playbook, "save", "airgap.images.image_save", dict(images=names, dest=dest, **source.options()), source)
-    return source, dest
+    saved, _word = run_task(playbook, "save", "airgap.images.image_save", dict(images=names, dest=dest, **source.options()), source)
+    return source, dest, saved
 
 
 def test_save_then_load_elsewhere_keeps_the_source_ids(playbook, engines, generation, bundle, tmp_path):
-    source, dest = saved_from_a_source(playbook, engines, generation, bundle, tmp_path, APPS)
+    source, dest, _saved = saved_from_a_source(playbook, engines, generation, bundle, tmp_path, APPS)
     target = fresh(engines, generation)
     loaded, word = run_task(playbook, "load", "airgap.images.image_load", dict(src=dest, **target.options()), target)
     assert word == "changed" and len(loaded["loaded"]) == 2
@@ -323,7 +333,7 @@ def test_save_then_load_elsewhere_keeps_the_source_ids(playbook, engines, genera
 
 def test_load_after_removing_only_the_app_touches_nothing_else(playbook, engines, generation, bundle, tmp_path):
     """The target keeps base, lib and app-b; app-a is removed and loaded again: only it changes, with its source ID."""
-    source, dest = saved_from_a_source(playbook, engines, generation, bundle, tmp_path, [BASE, LIB] + APPS)
+    source, dest, _saved = saved_from_a_source(playbook, engines, generation, bundle, tmp_path, [BASE, LIB] + APPS)
     target = fresh(engines, generation)
     run_task(playbook, "load", "airgap.images.image_load", dict(src=dest, **target.options()), target)
     before = target.tags()
@@ -337,3 +347,30 @@ def test_load_after_removing_only_the_app_touches_nothing_else(playbook, engines
     assert target.dangling() == [], "no image left without a name"
     again, word = run_task(playbook, "load again", "airgap.images.image_load", dict(src=dest, **target.options()), target)
     assert word == "ok" and not again["changed"]
+
+
+def test_separate_then_unchanged_reseparate(playbook, engines, generation, bundle, tmp_path):
+    """image_separate straight from the engine: isula-build's manifest naming every layer of each part, then a re-run
+    that reads only the engine's answers and the files' remembered hashes (``ok``, no file touched); each app then
+    loads from the parts into an OCI layout with the ID image_save gives it."""
+    source, _archive, saved = saved_from_a_source(playbook, engines, generation, bundle, tmp_path, APPS)
+    dest = str(tmp_path / "separated")
+    args = dict(images=APPS, base=BASE, lib=LIB, dest=dest, **source.options())
+    done, word = run_task(playbook, "separate", "airgap.images.image_separate", args, source)
+    assert word == "changed" and done["changed"], done["msg"]
+    manifest = done["manifest"]
+    assert sorted(manifest) == APPS
+    for image in saved["images"]:
+        entry = manifest[image["repo_tags"][0]]
+        layers = [diff_id.split(":", 1)[1] for diff_id in image["diff_ids"]]
+        assert [entry["baseLayer"]] + entry["libLayers"] + entry["appLayers"] == layers
+        assert entry["airgap"]["imageId"] == image["id"]
+    stamps = {name: os.stat(os.path.join(dest, name)).st_mtime_ns for name in os.listdir(dest)}
+    again, word = run_task(playbook, "separate again", "airgap.images.image_separate", args, source)
+    assert word == "ok" and not again["changed"], again["msg"]
+    assert all(item["reused"] for item in again["files"])
+    assert {name: os.stat(os.path.join(dest, name)).st_mtime_ns for name in os.listdir(dest)} == stamps
+    layout = dict(engine="oci", engine_host=str(tmp_path / "layout"))
+    loaded, word = run_task(playbook, "load app-a", "airgap.images.image_load",
+                            dict(separated=dict(dir=dest, app=APP_A), **layout), source)
+    assert word == "changed" and loaded["loaded"] == [next(image["id"] for image in saved["images"] if APP_A in image["repo_tags"])]

@@ -14,7 +14,7 @@ import json
 
 from ..attachments import (ANNOTATION_COSIGN_KIND, COSIGN_SAVE_IMAGE_KIND, COSIGN_SAVE_INDEX_KIND, COSIGN_SAVE_KINDS, attachment_tag,
                            parse_attachment_tag)
-from ..digest import check_digest, sha256_digest
+from ..digest import check_digest, is_digest, sha256_digest
 from ..errors import ArchiveError, InvalidReferenceError, NotAnImageError
 from ..model import (IMAGE_CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_OCI_CONFIG, MEDIA_OCI_INDEX, MEDIA_OCI_LAYER,
                      MEDIA_OCI_MANIFEST, UNCOMPRESSED_LAYER_TYPES, Artifact, BlobRef, Image, Layer, RawDocument,
@@ -29,6 +29,7 @@ ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 # Our compressed layout layers record their uncompressed size, so a thin load needs not decompress a layer to learn it.
 ANNOTATION_UNCOMPRESSED_SIZE = "org.airgap-images.layer.uncompressed-size"
+ANNOTATION_CONVERTED_FROM = "org.airgap-images.image.converted-from"
 _UNCOMPRESSED_LAYER_TYPES = (MEDIA_OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar")
 _MAX_INDEX_DEPTH = 4
 
@@ -170,6 +171,8 @@ class LayoutEntry:
         self.references = references_from_annotations(annotations)
         self.ref_name = annotations.get(ANNOTATION_REF_NAME)
         self.cosign_kind = annotations.get(ANNOTATION_COSIGN_KIND)
+        converted_from = annotations.get(ANNOTATION_CONVERTED_FROM)
+        self.converted_from = converted_from if is_digest(converted_from) else None
         self.found = found
         self.where = where
 
@@ -368,13 +371,14 @@ def read_layout(source, platform=None):
             artifacts.extend(_cosign_saved_attachment(artifact, entry, cosign_image) for artifact in entry.artifacts(source))
             continue
         for found in entry.images():
-            named = by_manifest.setdefault(found.descriptor["digest"], (found, entry.where, [], []))
+            named = by_manifest.setdefault(found.descriptor["digest"], (found, entry.where, [], [], []))
             named[2].extend(entry.references)
             if entry.digest and entry.digest not in named[3]:
                 named[3].append(entry.digest)
+            named[4].extend([entry.converted_from] if entry.converted_from else [])
     artifacts = merge_artifacts(artifacts)
-    images = [image_from_found(source, found, references, digests, where)
-              for found, where, references, digests in by_manifest.values()]
+    images = [image_from_found(source, found, references, digests, where, next(iter(converted_from), None))
+              for found, where, references, digests, converted_from in by_manifest.values()]
     return [_with_referrers(image, artifacts) for image in images], artifacts
 
 
@@ -427,8 +431,9 @@ def artifact_key(artifact):
     return artifact.id, artifact.tag or ""
 
 
-def image_from_found(source, found, references, digests, where=None):
-    """The image of the manifest ``found`` (an IndexWalker's answer); ``where`` names the index entry it came through."""
+def image_from_found(source, found, references, digests, where=None, converted_from=None):
+    """The image of the manifest ``found`` (an IndexWalker's answer); ``where`` names the index entry it came through,
+    ``converted_from`` the image a conversion made it from (the entry's annotation)."""
     name = "%smanifest %s" % (where + ": " if where else "", found.descriptor["digest"][:19])
     what = "%s: %s" % (source.label, name)
     manifest = found.manifest
@@ -440,7 +445,7 @@ def image_from_found(source, found, references, digests, where=None):
     layers = [_layer(source, layer_desc, diff_id, "%s layer %d" % (what, i)) for i, (layer_desc, diff_id)
               in enumerate(zip(manifest["layers"], diff_ids))]
     return Image(config_bytes, layers, references, digests, what=what, manifest=found.raw, index=found.index,
-                 platform=found.platform, referrers=found.attestations)
+                 platform=found.platform, referrers=found.attestations, converted_from=converted_from)
 
 
 def _blob_refs(source, manifest):
@@ -621,7 +626,7 @@ class WritePlan:
             top = image.index or manifest
             group = groups.setdefault(top.digest, (top, [], {}))
             group[1].extend(ref for ref in image.references if ref.tag and ref not in group[1])
-            group[2].update(signed_image_kind(image))
+            group[2].update(image_entry_annotations(image))
         descriptors = []
         for top, tagged, kind in groups.values():
             if not tagged:
@@ -643,12 +648,16 @@ def attached_descriptors(artifact, ref_name_style="full"):
     return [artifact.manifest.descriptor(dict(index_annotations(ref, ref_name_style), **kind)) for ref in names]
 
 
-def signed_image_kind(image):
-    """The ``kind`` annotation ``cosign save`` gives an image that has attachments (so that ``cosign verify
-    --local-image`` finds it in a layout of one image); none for an image without."""
-    if not image.referrers:
-        return {}
-    return {ANNOTATION_COSIGN_KIND: COSIGN_SAVE_INDEX_KIND if image.index is not None else COSIGN_SAVE_IMAGE_KIND}
+def image_entry_annotations(image):
+    """The annotations of an image's index.json entries besides its name: the ``kind`` ``cosign save`` gives an image
+    that has attachments (so that ``cosign verify --local-image`` finds it in a layout of one image), and for an image
+    a conversion made, the digest of the image it was made from."""
+    annotations = {}
+    if image.referrers:
+        annotations[ANNOTATION_COSIGN_KIND] = COSIGN_SAVE_INDEX_KIND if image.index is not None else COSIGN_SAVE_IMAGE_KIND
+    if image.manifest is None and image.converted_from:
+        annotations[ANNOTATION_CONVERTED_FROM] = image.converted_from
+    return annotations
 
 
 def referrer_descriptor(artifact):

@@ -61,7 +61,7 @@ def split(app, app_name, base, base_name, lib=None, lib_name=None):
 def key_of(image):
     """isula-build keys an app by its first tag, ``name:tag``."""
     if not image.repo_tags:
-        raise SeparationError("%s has no tag; separated images are keyed by name:tag" % image.id)
+        raise SeparationError("%s has no tag; separated images are keyed by name:tag" % (image.id or image.digests[0]))
     return image.repo_tags[0]
 
 
@@ -116,8 +116,8 @@ def plan(apps, base, lib, compression, rename):
     """The parts to write and the manifest entries, apps in sorted order (shared parts named after the first)."""
     suffix = SUFFIXES[compression]
     rename = load_rename(rename)
-    base_name = base.repo_tags[0] if base.repo_tags else base.id
-    lib_name = (lib.repo_tags[0] if lib.repo_tags else lib.id) if lib is not None else None
+    base_name = base.repo_tags[0] if base.repo_tags else base.id or base.digests[0]
+    lib_name = (lib.repo_tags[0] if lib.repo_tags else lib.id or lib.digests[0]) if lib is not None else None
     parts, entries = {}, {}
     for app in sorted(apps, key=key_of):
         key = key_of(app)
@@ -152,6 +152,8 @@ def manifest_for(entries, base, lib, compression):
             "airgap": {
                 "formatVersion": FORMAT_VERSION, "imageId": app_part.image.id, "diffIds": list(app_part.image.diff_ids),
                 "baseImageId": base.id, "libImageId": lib.id if lib is not None else "", "compression": compression,
+                "digests": list(app_part.image.digests), "baseDigests": list(base.digests),
+                "libDigests": list(lib.digests) if lib is not None else [],
                 "sizes": {part.kind: part.size for part in (app_part, lib_part, base_part) if part is not None},
             },
         }
@@ -192,9 +194,14 @@ def unchanged_reason(dest, parts, entries, base, lib, compression):
             if held.get(field) != entry[field]:
                 return "%s: %s differs (%s, wanted %s)" % (key, field, held.get(field), entry[field])
         airgap = held.get("airgap") or {}
-        for field in ("imageId", "diffIds", "baseImageId", "libImageId", "compression"):
+        for field in ("diffIds", "compression"):
             if airgap.get(field) != entry["airgap"][field]:
                 return "%s: %s differs" % (key, field)
+        app_part, lib_part = entries[key][0], entries[key][1]
+        for image, id_field, digests_field in ((app_part.image, "imageId", "digests"), (base, "baseImageId", "baseDigests"),
+                                               (lib_part.image if lib_part else None, "libImageId", "libDigests")):
+            if not _is_recorded(image, airgap.get(id_field), airgap.get(digests_field)):
+                return "%s: %s differs" % (key, id_field)
     if set(current) != set(expected):
         return "the manifest also lists %s" % ", ".join(sorted(set(current) - set(expected)))
     for part in parts:
@@ -204,6 +211,17 @@ def unchanged_reason(dest, parts, entries, base, lib, compression):
             return "%s is missing or does not match its recorded sha256" % part.name
         part.sha256, part.size, part.reused = recorded, os.path.getsize(path), True
     return None
+
+
+def _is_recorded(image, recorded_id, recorded_digests):
+    """Whether ``image`` (None: no lib) is the one the manifest records: by config digest where the source gives one;
+    else (Docker's containerd store knows an image only by its manifest's or index's digest) by one of the digests the
+    image was known by when its part was written."""
+    if image is None:
+        return recorded_id == ""
+    if image.id is not None:
+        return image.id == recorded_id
+    return isinstance(recorded_digests, list) and any(digest in recorded_digests for digest in image.digests)
 
 
 def _recorded_hash(manifest, part):
@@ -370,12 +388,17 @@ def open_app(directory, app, base=None, lib=None, verify=True):
 
 
 class ImageMeta:
-    """What planning needs of an image, from a store's metadata alone (no layer is read)."""
+    """What planning needs of an image, from a store's metadata alone (no layer is read): its config digest (``id``;
+    None where the store does not give it) and the manifest or index digests the store knows it by."""
 
-    def __init__(self, image_id, diff_ids, repo_tags):
-        self.id = image_id
+    def __init__(self, config_digest, digests, diff_ids, repo_tags):
+        self.id = config_digest
+        self.digests = list(digests)
         self.diff_ids = list(diff_ids)
         self.repo_tags = list(repo_tags)
+
+    def __str__(self):
+        return self.id or self.digests[0]
 
 
 def selected_tags(selector, available):

@@ -22,7 +22,7 @@ from ..errors import ArchiveError, StoreError
 from ..model import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, MEDIA_OCI_MANIFEST, HeldLayers, RawDocument
 from ..formats.oci_layout import (ANNOTATION_CONTAINERD_NAME, OCI_LAYOUT_BYTES, blob_path, build_manifest, canonical_json,
                                   index_annotations, layer_descriptor, merge_images, read_layout, read_layout_images,
-                                  attached_descriptors, signed_image_kind)
+                                  attached_descriptors, image_entry_annotations)
 from ..formats.safetar import DirSource
 
 COMPRESSED_LAYER_TYPES = {GZIP: MEDIA_OCI_LAYER_GZIP, ZSTD: MEDIA_OCI_LAYER_ZSTD}
@@ -144,7 +144,7 @@ class LayoutStore:
                 if document is not None:
                     self._put_bytes(document.data)
             tagged = [ref for ref in image.references if ref.tag]
-            kind = signed_image_kind(image)
+            kind = image_entry_annotations(image)
             top = image.index or manifest
             entries.extend(top.descriptor(annotations) for annotations
                            in [dict(index_annotations(ref, "full"), **kind) for ref in tagged] or [kind or None])

@@ -251,13 +251,27 @@ def test_converting_a_compressed_oci_layout_makes_a_new_uncompressed_manifest(tm
     root, image, raw = compressed_layout(tmp_path, "zstd")
     dest = str(tmp_path / "converted.tar")
     with open_archive(root) as archive:
-        source_digest = archive.images[0].manifest_digest
+        source_digest, pinned = archive.images[0].manifest_digest, archive.images[0].digest
         save_archive([archive.images[0].without_manifest()], dest)
     with open_archive(dest) as archive:
         converted = archive.images[0]
         assert converted.id == image.id and converted.manifest_digest != source_digest
         assert converted.layers[0].size == len(raw) and converted.layers[0].compression == "none"
         assert read_all(converted.layers[0]) == raw
+        assert converted.converted_from == pinned  # the only name an engine keying on manifests knows it by
+    again = str(tmp_path / "again.tar")
+    with open_archive(dest) as archive:
+        save_archive([archive.images[0].without_manifest()], again)  # converted once more: still named by the first
+    with open_archive(again) as archive:
+        assert archive.images[0].converted_from == pinned
+    with open_archive(root) as archive:
+        assert archive.images[0].converted_from is None
+    classic = str(tmp_path / "classic.tar")
+    save_archive([image.without_manifest()], classic)  # a source without a manifest: nothing to record
+    with open_archive(classic) as archive:
+        index = json.loads(archive.source.read_bytes("index.json"))
+        assert archive.images[0].converted_from is None
+        assert all("org.airgap-images.image.converted-from" not in (entry.get("annotations") or {}) for entry in index["manifests"])
 
 
 def test_zstd_missing_gives_an_install_hint(tmp_path, monkeypatch):

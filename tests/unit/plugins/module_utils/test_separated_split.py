@@ -10,6 +10,8 @@ import pytest
 from ansible_collections.airgap.images.plugins.module_utils import digest
 from ansible_collections.airgap.images.plugins.module_utils.formats import separated
 from ansible_collections.airgap.images.plugins.module_utils.formats.archive import open_archive
+from ansible_collections.airgap.images.plugins.module_utils.formats.oci_layout import made_manifest
+from ansible_collections.airgap.images.plugins.module_utils.model import Image
 from ansible_collections.airgap.images.plugins.module_utils.build import build_image, layer_from_bytes, layer_tar
 from ansible_collections.airgap.images.plugins.module_utils.reference import parse_reference
 
@@ -109,3 +111,32 @@ def test_rename_maps_that_would_leave_dest_are_refused(rename):
 def test_manifest_file_names_that_leave_the_directory_are_refused(tmp_path):
     with pytest.raises(Exception, match="would leave the directory"):
         separated.entry_files(str(tmp_path), {"app": "../../etc/passwd"})
+
+
+def with_manifest(model):
+    """``model`` as a store that keeps manifests holds it."""
+    return Image(model.config_bytes, model.layers, model.references, manifest=made_manifest(model))
+
+
+def meta(model, known_by_config=True, digest_=None):
+    """What a store's answers give of ``model``: its config digest, or (Docker's containerd store) only a digest."""
+    digests = [digest_] if digest_ else ([] if known_by_config else [model.digest])
+    return separated.ImageMeta(model.id if known_by_config else None, digests, model.diff_ids, model.repo_tags)
+
+
+@pytest.mark.parametrize("known_by_config", [True, False])
+def test_a_store_that_knows_images_only_by_digest_plans_no_rewrite_of_what_was_written(tmp_path, known_by_config):
+    base, lib = with_manifest(image(["os"], "base:1")), with_manifest(image(["os", "rt1"], "lib:1"))
+    app = with_manifest(image(["os", "rt1", "app-a"], "app-a:1"))
+    parts, entries = separated.plan([app], base, lib, "none", None)
+    written = separated.write(str(tmp_path), parts, entries, base, lib, "none")
+    assert written["app-a:1"]["airgap"]["digests"] == [app.digest] and written["app-a:1"]["airgap"]["libDigests"] == [lib.digest]
+    metas = [meta(model, known_by_config) for model in (app, base, lib)]
+    parts, entries = separated.plan(metas[:1], metas[1], metas[2], "none", None)
+    assert separated.unchanged_reason(str(tmp_path), parts, entries, metas[1], metas[2], "none") is None
+    other = with_manifest(image(["os", "rt1", "app-a", "app-b"], "app-a:1"))
+    rebuilt = meta(app, known_by_config, digest_=None if known_by_config else other.digest)
+    if known_by_config:
+        rebuilt.id = other.id
+    parts, entries = separated.plan([rebuilt], metas[1], metas[2], "none", None)
+    assert separated.unchanged_reason(str(tmp_path), parts, entries, metas[1], metas[2], "none") == "app-a:1: imageId differs"
