@@ -12,9 +12,11 @@ destination (``DockerStore.export``) and when its first byte arrived, our archiv
 fsync included) and the fsync alone. Every run also prints the CPU seconds the daemon (dockerd, or Podman's service)
 spent meanwhile, those of the run (with its children), and how many of the machine's CPU seconds went idle.
 With ``--task``, each round also runs the same save as an ``ansible-playbook`` of one image_save task (in Ansible's
-worker, as bench_modules.py runs it) and prints the task's own ``duration_s``.
+worker, as bench_modules.py runs it) and prints the task's own ``duration_s``. With ``--separate`` (Docker only), the
+runs are ``docker save -o`` of the apps, base and lib, the core writing image_separate's gzip parts of them (the export,
+then ``separated.write``), and with ``--task`` the image_separate task.
 
-    make bench-save-phases    # or: python bench/bench_save_phases.py --size 800 --rounds 3 [--task] [--engine podman]
+    make bench-save-phases    # or: python bench/bench_save_phases.py --size 800 --rounds 3 [--task] [--engine podman] [--separate]
 """
 
 import argparse
@@ -34,8 +36,8 @@ from ansible_collections.airgap.images.tests.system.engines import DOCKER_CLI, E
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The saving process: the phases are timed by wrapping the functions that do them.
-CORE = r'''
+# The saving process: the phases are timed by wrapping the functions that do them (the start of both scripts).
+CORE_START = r'''
 import os, sys, time
 spent = {}
 
@@ -69,13 +71,32 @@ class FirstByte:
 
 
 docker.DockerStore._stream_export = lambda self, names, sink: stream_export(self, names, FirstByte(sink))
-timed(operations, "save_archive", "archive written")
 timed(os, "fsync", "of which fsync")
 engine = store.open_store(sys.argv[1], sys.argv[2])
 started = time.time()
+'''
+
+# argv: engine, host, destination, the images
+SAVE_CORE = CORE_START + r'''
+timed(operations, "save_archive", "archive written")
 operations.run_save(engine, operations.find_wanted(engine, sys.argv[4:]), sys.argv[3], "docker-archive", "none", None)
 print("save %.2f s: " % (time.time() - started) + ", ".join("%s %.2f s" % item for item in spent.items()))
 '''
+
+# argv: engine, host, destination, the apps, base, lib; as image_separate writes the parts (gzip, its default)
+SEPARATE_CORE = CORE_START + r'''
+from ansible_collections.airgap.images.plugins.modules import image_separate
+from ansible_collections.airgap.images.plugins.module_utils.formats import separated
+timed(separated, "write", "parts written")
+params = {"images": sys.argv[4:-2], "lib": sys.argv[-1], "rename": None, "compression_level": None}
+image_separate.write_parts(engine, None, sys.argv[4:], params, sys.argv[3], "gzip")
+print("separate %.2f s: " % (time.time() - started) + ", ".join("%s %.2f s" % item for item in spent.items()))
+'''
+
+
+def docker_save(host, names):
+    """The command saving ``names`` from the dockerd at ``host`` into a destination, and its environment."""
+    return lambda dest: ([DOCKER_CLI, "-H", host, "save", "-o", dest] + names, None)
 
 
 def cpu_seconds(pid):
@@ -109,7 +130,7 @@ def start_engine(engines, kind, work, size, generation=None):
     BENCH_SEPARATE.build_images(dockerd, work, size)
     apps = list(BENCH_SEPARATE.APPS)
     if kind == "docker":
-        return dockerd.host, dockerd.pid, apps, lambda dest: ([DOCKER_CLI, "-H", dockerd.host, "save", "-o", dest] + apps, None)
+        return dockerd.host, dockerd.pid, apps, docker_save(dockerd.host, apps)
     saved = os.path.join(work, "docker-save.tar")
     subprocess.run([DOCKER_CLI, "-H", dockerd.host, "save", "-o", saved] + apps, check=True, capture_output=True)
     engines.stop(dockerd)
@@ -141,28 +162,43 @@ def main():
     parser.add_argument("--generation", help="for docker: the engine generation (docker20, the default, docker28, "
                         "docker28-containerd-store; tests/system/matrix.py)")
     parser.add_argument("--task", action="store_true", help="also run the save as an image_save task of ansible-playbook")
+    parser.add_argument("--separate", action="store_true",
+                        help="docker only: time image_separate of the apps on base and lib (gzip) instead of a save, beside "
+                             "docker save -o of the four images")
     parser.add_argument("--tree", action="append", default=[],
                         help="a checkout of the collection to time (repeatable; default this one): every round runs "
                              "each, to compare two versions in one run")
     args = parser.parse_args()
+    if args.separate and args.engine != "docker":
+        raise SystemExit("bench_save_phases: --separate needs --engine docker (Podman is given the apps alone)")
     trees = [os.path.abspath(tree) for tree in args.tree] or [ROOT]
     work = tempfile.mkdtemp(prefix="airgap-bench-save-phases-", dir="/var/tmp")
     engines = Engines()
     try:
         host, daemon_pid, names, native = start_engine(engines, args.engine, work, args.size, args.generation)
         dest = os.path.join(work, "out.tar")
-        runs = [("%s save" % args.engine, ) + native(dest)]
+        core, module, options = SAVE_CORE, "image_save", {"images": names, "dest": dest}
+        if args.separate:
+            names = names + [BENCH_SEPARATE.BASE, BENCH_SEPARATE.LIB]
+            native = docker_save(host, names)
+            dest = os.path.join(work, "separated")
+            core, module = SEPARATE_CORE, "image_separate"
+            options = {"images": names[:-2], "base": names[-2], "lib": names[-1], "dest": dest}
+        runs = [("%s save" % args.engine, ) + native(dest + ".tar" if args.separate else dest)]
         for tree in trees:
-            runs.append(("core of " + os.path.basename(tree), [sys.executable, "-c", CORE, args.engine, host, dest] + names,
+            runs.append(("core of " + os.path.basename(tree), [sys.executable, "-c", core, args.engine, host, dest] + names,
                          dict(os.environ, PYTHONPATH=collection_path(tree, work))))
             if args.task:
                 runs.append(("task of " + os.path.basename(tree),
-                             task_command(work, "image_save", {"images": names, "dest": dest, "engine": args.engine, "engine_host": host}),
+                             task_command(work, module, dict(options, engine=args.engine, engine_host=host)),
                              dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_path(tree, work))))
         for round_number in range(1, args.rounds + 1):
             for label, command, env in runs:
-                if os.path.exists(dest):
-                    os.unlink(dest)
+                for path in (dest, dest + ".tar"):
+                    if os.path.isdir(path):
+                        shutil.rmtree(path)
+                    elif os.path.exists(path):
+                        os.unlink(path)
                 before = cpu_seconds(daemon_pid)
                 row = BENCH_SEPARATE.measure(label, label, command, 0, None, env)  # after sync, as bench_modules
                 cpu = [after - earlier for after, earlier in zip(cpu_seconds(daemon_pid), before)]
