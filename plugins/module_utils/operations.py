@@ -76,9 +76,14 @@ def _archive_id(store_image, existing):
     store gives only digests) that of the archive image it is, kept or converted, else the store's ID."""
     if store_image.config_digest:
         return store_image.config_digest
-    held = next((image for image in existing if store_image.same_content(image)
-                 or (image.converted_from == store_image.digest and image.diff_ids == store_image.diff_ids)), None)
+    held = next((image for image in existing if _is_archived(store_image, image)), None)
     return held.id if held is not None else store_image.id
+
+
+def _is_archived(store_image, image):
+    """Whether archive ``image`` is ``store_image`` as it came, or converted from it."""
+    converted = image.converted_from == store_image.digest and image.diff_ids == store_image.diff_ids
+    return converted or store_image.same_content(image)
 
 
 def save_reason(wanted, dest, archive_format, compression, force, convert=False, referrers=False, prune=False):
