@@ -76,14 +76,19 @@ def _archive_id(store_image, existing):
     store gives only digests) that of the archive image it is, kept or converted, else the store's ID."""
     if store_image.config_digest:
         return store_image.config_digest
-    held = next((image for image in existing if _is_archived(store_image, image)), None)
+    held = next((image for image in existing if store_image.same_content(image) or _made_from(store_image, image)), None)
     return held.id if held is not None else store_image.id
 
 
-def _is_archived(store_image, image):
-    """Whether archive ``image`` is ``store_image`` as it came, or converted from it."""
-    converted = image.converted_from == store_image.digest and image.diff_ids == store_image.diff_ids
-    return converted or store_image.same_content(image)
+def _made_from(store_image, image):
+    """Whether archive ``image`` is ``store_image`` with a manifest made here: the same config digest where the store gives
+    one, else (Docker's containerd store gives only the manifest's or index's digest) converted from that digest; and
+    the same DiffIDs."""
+    if store_image.config_digest:
+        same = image.id == store_image.config_digest
+    else:
+        same = image.converted_from == store_image.digest
+    return same and image.diff_ids == store_image.diff_ids
 
 
 def save_reason(wanted, dest, archive_format, compression, force, convert=False, referrers=False, prune=False):
@@ -165,12 +170,9 @@ def _attachments_held(held, wanted, incremental):
 
 def _holds(store_image, image, layer_compression, convert):
     """Whether archive ``image`` is what saving ``store_image`` (a wanted image, or one platform of it) writes: its
-    manifest kept, or one we made as asked. A store that gives no config digest (Docker's containerd store: only the
-    manifest's or index's) holds the image a conversion made when that is the digest it was converted from."""
+    manifest kept, or one we made as asked (``_made_from``)."""
     if convert or store_image.digest is None:
-        same_config = (image.id == store_image.config_digest if store_image.config_digest
-                       else image.converted_from == store_image.digest)
-        return same_config and image.diff_ids == store_image.diff_ids and layout_compression([image]) == layer_compression
+        return _made_from(store_image, image) and layout_compression([image]) == layer_compression
     return store_image.same_content(image)
 
 

@@ -375,9 +375,10 @@ def read_layout(source, platform=None):
             named[2].extend(entry.references)
             if entry.digest and entry.digest not in named[3]:
                 named[3].append(entry.digest)
-            named[4].extend([entry.converted_from] if entry.converted_from else [])
+            if entry.converted_from:
+                named[4].append(entry.converted_from)
     artifacts = merge_artifacts(artifacts)
-    images = [image_from_found(source, found, references, digests, where, next(iter(converted_from), None))
+    images = [image_from_found(source, found, references, digests, where, (converted_from or [None])[0])
               for found, where, references, digests, converted_from in by_manifest.values()]
     return [_with_referrers(image, artifacts) for image in images], artifacts
 

@@ -61,8 +61,13 @@ def split(app, app_name, base, base_name, lib=None, lib_name=None):
 def key_of(image):
     """isula-build keys an app by its first tag, ``name:tag``."""
     if not image.repo_tags:
-        raise SeparationError("%s has no tag; separated images are keyed by name:tag" % (image.id or image.digests[0]))
+        raise SeparationError("%s has no tag; separated images are keyed by name:tag" % _identity(image))
     return image.repo_tags[0]
+
+
+def _identity(image):
+    """An image's config digest, or where the store gives none (an ImageMeta of Docker's containerd store) its digest."""
+    return image.id or image.digests[0]
 
 
 def file_stem(tag):
@@ -116,8 +121,8 @@ def plan(apps, base, lib, compression, rename):
     """The parts to write and the manifest entries, apps in sorted order (shared parts named after the first)."""
     suffix = SUFFIXES[compression]
     rename = load_rename(rename)
-    base_name = base.repo_tags[0] if base.repo_tags else base.id or base.digests[0]
-    lib_name = (lib.repo_tags[0] if lib.repo_tags else lib.id or lib.digests[0]) if lib is not None else None
+    base_name = base.repo_tags[0] if base.repo_tags else _identity(base)
+    lib_name = (lib.repo_tags[0] if lib.repo_tags else _identity(lib)) if lib is not None else None
     parts, entries = {}, {}
     for app in sorted(apps, key=key_of):
         key = key_of(app)
@@ -396,9 +401,6 @@ class ImageMeta:
         self.digests = list(digests)
         self.diff_ids = list(diff_ids)
         self.repo_tags = list(repo_tags)
-
-    def __str__(self):
-        return self.id or self.digests[0]
 
 
 def selected_tags(selector, available):
